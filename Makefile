@@ -1,0 +1,45 @@
+# CNN Reliability Lab. `make run` executes the whole series, `make test` runs the tests;
+# both create the virtual environment first when it is missing.
+PROFILE ?= standard
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup lab data run test bench doctor clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	# torchattacks pins an old `requests` that clashes with JupyterLab; its real needs
+	# (torch, torchvision, scipy, numpy, tqdm) are already installed above.
+	$(PY) -m pip install --quiet --no-deps torchattacks==3.5.1
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (CNN Reliability Lab)"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/ --LabApp.news_url=None \
+		--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate
+
+data: $(STAMP)
+	$(PY) -m labutils.data
+
+run: $(STAMP)
+	$(PY) -m labutils.runner --profile $(PROFILE)
+
+test: $(STAMP)
+	LAB_PROFILE=smoke MPLBACKEND=Agg $(PY) -m pytest tests notebooks --nbval-lax --nbval-cell-timeout=900 \
+		-p no:cacheprovider --durations=15
+
+bench: $(STAMP)
+	@for f in benchmarks/bench_*.py; do echo "== $$f"; MPLBACKEND=Agg $(PY) $$f || exit 1; done
+
+doctor: $(STAMP)
+	$(PY) -m labutils.doctor
+
+clean:
+	rm -rf runs/ build/ dist/ *.egg-info .pytest_cache
+	find . -name __pycache__ -type d -not -path './$(VENV)/*' -prune -exec rm -rf {} +
+	find notebooks -name '.ipynb_checkpoints' -type d -prune -exec rm -rf {} +

@@ -1,0 +1,79 @@
+"""Environment check: ``python -m labutils.doctor`` (``make doctor``).
+
+Prints the PyTorch build and device, bf16 support, widget and JupyterLab
+versions, the registered Jupyter kernels and which datasets are found in the
+data directory, each with what to do when something is missing.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+from . import data as _data
+
+
+def _version(module: str) -> str:
+    try:
+        return getattr(importlib.import_module(module), "__version__", "installed")
+    except Exception:
+        return "MISSING"
+
+
+def checks() -> list[tuple[str, str, str]]:
+    """Rows ``(item, status, hint)`` describing this environment."""
+    import torch
+
+    from .train import autocast_dtype, cpu_supports_bf16, default_device
+
+    rows = [
+        ("python", sys.version.split()[0], ""),
+        ("torch", torch.__version__, "the course pins torch==2.14.1"),
+        ("device", str(default_device()), ""),
+        ("cuda", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "not available",
+         "" if torch.cuda.is_available() else "CPU is fine for the smoke and standard profiles"),
+        ("cpu bf16", "native" if cpu_supports_bf16() else "no (fp32 training)", ""),
+        ("training precision", str(autocast_dtype(default_device()) or "float32").replace("torch.", ""), ""),
+        ("torch threads", str(torch.get_num_threads()), ""),
+    ]
+    for module in ("torchvision", "ipywidgets", "jupyterlab_widgets", "jupyterlab", "papermill", "torchattacks"):
+        v = _version(module)
+        rows.append((module, v, "run `make setup`" if v == "MISSING" else ""))
+    try:
+        from jupyter_client.kernelspec import KernelSpecManager
+
+        specs = KernelSpecManager().find_kernel_specs()
+        rows.append(("kernels", ", ".join(sorted(specs)) or "none", "" if "python3" in specs else "run `make setup`"))
+    except Exception as exc:
+        rows.append(("kernels", f"unknown ({exc})", "run `make setup`"))
+    try:
+        root = _data.data_dir()
+        rows.append(("data dir", str(root), "set LAB_DATA_DIR to use another folder"))
+        for name in _data.DATASETS:
+            found = _dataset_present(root, name)
+            rows.append((f"  {name}", "found" if found else "not found",
+                         "" if found else "run `make data` (needs internet) or see data/README.md"))
+    except Exception as exc:
+        rows.append(("data dir", f"error: {exc}", ""))
+    return rows
+
+
+def _dataset_present(root, name: str) -> bool:
+    if any((root / "cache").glob(f"{name}-*.pt")):
+        return True
+    if name == "cifar10":
+        return (root / "cifar-10-batches-py").is_dir() or (root / "cifar10" / "train").is_dir()
+    if name == "fashion_mnist":
+        return (root / "FashionMNIST" / "raw").is_dir()
+    return True  # noise images are generated
+
+
+def main() -> int:
+    rows = checks()
+    width = max(len(r[0]) for r in rows)
+    for item, status, hint in rows:
+        print(f"{item:<{width}}  {status}" + (f"   ({hint})" if hint else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

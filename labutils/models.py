@@ -1,0 +1,179 @@
+"""Network architectures of the course.
+
+Every model takes float images in ``[0, 1]`` of shape ``(N, C, H, W)`` and
+normalises them in its first layer (:class:`Normalize`), so attacks, OOD scores
+and widgets never deal with normalised pixels.  Classifiers return logits
+``(N, num_classes)``.
+
+* :class:`SimpleCNN`: the course's plain baseline (two conv blocks, dropout,
+  no BatchNorm), the reference figure is 73.7 % on CIFAR-10.
+* :class:`FastNet`: a small, fast CIFAR-10 network for CPUs in the spirit of
+  airbench / hlb-CIFAR10: a frozen 2x2 patch-whitening convolution initialised
+  from the data, three conv-pool-BN-GELU groups, global max pooling and a
+  scaled linear head.
+* :class:`ConvAutoencoder`: reconstruction model for OOD detection.
+
+:func:`build` makes a model from its registry name and keyword arguments; the
+checkpoint cache stores those two things to rebuild and check a model.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["Normalize", "SimpleCNN", "FastNet", "ConvAutoencoder", "MODELS", "build", "CIFAR10_MEAN", "CIFAR10_STD"]
+
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+
+class Normalize(nn.Module):
+    """``(x - mean) / std`` per channel; ``x`` in ``[0, 1]``, shape ``(N, C, H, W)``."""
+
+    def __init__(self, mean=CIFAR10_MEAN, std=CIFAR10_STD):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != self.mean.shape[1]:
+            raise ValueError(f"expected images of shape (N, {self.mean.shape[1]}, H, W), got {tuple(x.shape)}.")
+        return (x - self.mean) / self.std
+
+
+class SimpleCNN(nn.Module):
+    """Baseline CNN: [conv-ReLU-conv-ReLU-maxpool-dropout] x 2, FC 512, dropout, FC.
+
+    Input ``(N, in_channels, 32, 32)`` in ``[0, 1]``; output logits ``(N, num_classes)``.
+    About 2.2 M parameters and 38 MFLOP (multiply-adds) per 32x32 image.
+    """
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 3, dropout: float = 0.25,
+                 mean=CIFAR10_MEAN, std=CIFAR10_STD):
+        super().__init__()
+
+        def block(cin, cout):
+            return [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True),
+                    nn.Conv2d(cout, cout, 3, padding=1), nn.ReLU(inplace=True),
+                    nn.MaxPool2d(2), nn.Dropout(dropout)]
+
+        self.net = nn.Sequential(
+            Normalize(mean[:in_channels], std[:in_channels]),
+            *block(in_channels, 32), *block(32, 64),
+            nn.Flatten(), nn.Linear(64 * 8 * 8, 512), nn.ReLU(inplace=True), nn.Dropout(2 * dropout),
+            nn.Linear(512, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class _ConvGroup(nn.Sequential):
+    """conv3x3 -> maxpool2 -> BN -> GELU -> conv3x3 -> BN -> GELU."""
+
+    def __init__(self, cin: int, cout: int, bn_momentum: float):
+        super().__init__(
+            nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.MaxPool2d(2),
+            nn.BatchNorm2d(cout, momentum=bn_momentum), nn.GELU(),
+            nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+            nn.BatchNorm2d(cout, momentum=bn_momentum), nn.GELU(),
+        )
+        for m in self.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.requires_grad_(False)  # scale fixed at 1; only the shift is learnt
+            if isinstance(m, nn.Conv2d):
+                _dirac_init(m)
+
+
+def _dirac_init(conv: nn.Conv2d) -> None:
+    """Default init plus an identity on the first ``min(cin, cout)`` channels (eases early training)."""
+    w = conv.weight.data
+    torch.nn.init.dirac_(w[: w.size(1)])
+
+
+class FastNet(nn.Module):
+    """Fast CIFAR-10 classifier for CPUs.
+
+    Architecture: Normalize -> 2x2 patch-whitening conv (frozen weights, 24
+    channels, no padding: 32x32 -> 31x31) -> GELU -> three conv groups of
+    ``widths`` (each halves the resolution) -> global max pool -> linear ->
+    logits x ``logit_scale``.
+
+    Call :meth:`init_whitening` with a sample of training images before
+    training; :func:`labutils.train.fit` does it automatically.
+
+    Input ``(N, 3, 32, 32)`` in ``[0, 1]``; output logits ``(N, num_classes)``.
+    """
+
+    def __init__(self, widths=(64, 256, 256), num_classes: int = 10, logit_scale: float = 1 / 9,
+                 bn_momentum: float = 0.4, mean=CIFAR10_MEAN, std=CIFAR10_STD):
+        super().__init__()
+        w1, w2, w3 = widths
+        self.normalize = Normalize(mean, std)
+        self.whiten = nn.Conv2d(3, 24, kernel_size=2, padding=0, bias=True)
+        self.whiten.weight.requires_grad_(False)
+        self.features = nn.Sequential(
+            nn.GELU(),
+            _ConvGroup(24, w1, bn_momentum), _ConvGroup(w1, w2, bn_momentum), _ConvGroup(w2, w3, bn_momentum),
+            nn.AdaptiveMaxPool2d(1), nn.Flatten(),
+        )
+        self.head = nn.Linear(w3, num_classes, bias=False)
+        self.logit_scale = logit_scale
+
+    @torch.no_grad()
+    def init_whitening(self, images: torch.Tensor, eps: float = 5e-4) -> None:
+        """Set the first conv to whiten 2x2 patches of ``images`` (float ``(N, 3, H, W)`` in [0, 1]).
+
+        The 12 filters are the eigenvectors of the patch covariance scaled by
+        ``1/sqrt(eigenvalue + eps)``, and their negatives (24 channels in all).
+        """
+        x = self.normalize(images.float())
+        patches = x.unfold(2, 2, 1).unfold(3, 2, 1)  # (N, 3, H-1, W-1, 2, 2)
+        patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, 12).double()
+        cov = torch.cov(patches.T)
+        evals, evecs = torch.linalg.eigh(cov)
+        filters = (evecs.T / torch.sqrt(evals.clamp_min(0) + eps)[:, None]).float().view(12, 3, 2, 2)
+        self.whiten.weight.copy_(torch.cat([filters, -filters]))
+        self.whiten.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(self.whiten(self.normalize(x)))) * self.logit_scale
+
+
+class ConvAutoencoder(nn.Module):
+    """Convolutional autoencoder for 32x32 images: 3 stride-2 convs down to ``latent x 4 x 4``, 3 transposed convs up.
+
+    Input ``(N, C, 32, 32)`` in ``[0, 1]``; output the reconstruction, same shape, in ``[0, 1]`` (sigmoid).
+    """
+
+    def __init__(self, in_channels: int = 3, width: int = 32, latent: int = 64,
+                 mean=CIFAR10_MEAN, std=CIFAR10_STD):
+        super().__init__()
+
+        def down(cin, cout):
+            return [nn.Conv2d(cin, cout, 4, stride=2, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+        def up(cin, cout):
+            return [nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+        self.encoder = nn.Sequential(Normalize(mean[:in_channels], std[:in_channels]),
+                                     *down(in_channels, width), *down(width, 2 * width), *down(2 * width, latent))
+        self.decoder = nn.Sequential(*up(latent, 2 * width), *up(2 * width, width),
+                                     nn.ConvTranspose2d(width, in_channels, 4, stride=2, padding=1), nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x))
+
+
+MODELS: dict[str, type[nn.Module]] = {
+    "simple_cnn": SimpleCNN,
+    "fastnet": FastNet,
+    "autoencoder": ConvAutoencoder,
+}
+
+
+def build(name: str, **kwargs) -> nn.Module:
+    """Instantiate a registered architecture by name (see ``MODELS``)."""
+    if name not in MODELS:
+        raise ValueError(f"Unknown model {name!r}. Registered models: {', '.join(MODELS)}.")
+    return MODELS[name](**kwargs)

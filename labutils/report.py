@@ -1,0 +1,140 @@
+"""Metrics, figures and the results report of a run of the series.
+
+Notebooks call :func:`save_metrics` and :func:`save_figure`; the runner
+(:mod:`labutils.runner`) sets ``LAB_RUN_DIR`` so that they land in
+``runs/<profile>/`` and then calls :func:`write_report`, which lists every
+metric next to the published reference value (:data:`REFERENCES`) where the
+course has one.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+from pathlib import Path
+
+__all__ = ["REFERENCES", "run_dir", "save_metrics", "load_metrics", "save_figure", "write_report", "machine_info"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# metric key -> (published value, unit, source).  Keys are "<notebook stem>/<metric name>".
+REFERENCES: dict[str, tuple[float, str, str]] = {
+    "00_setup_and_baselines/simple_cnn_test_acc": (0.737, "fraction", "course design documents: simple CNN baseline, clean accuracy"),
+    "00_setup_and_baselines/fastnet_test_acc": (0.855, "fraction", "course design documents: hybrid CNN (ImageNet-pretrained MobileNetV2), clean accuracy"),
+    "01_ood_detection/auroc_max_logit_noise": (0.79, "AUROC", "course design documents: CNN trained 50 epochs, max logit, CIFAR-10 vs FakeData"),
+    "01_ood_detection/auroc_autoencoder_noise": (0.82, "AUROC", "course design documents: autoencoder reconstruction MSE, CIFAR-10 vs FakeData"),
+    "01_ood_detection/auroc_max_softmax_noise": (0.97, "AUROC", "course design documents: baseline model, max softmax, CIFAR-10 vs FakeData"),
+    "02_fgsm_and_targeted_attacks/simple_cnn_fgsm_acc": (0.015, "fraction", "course design documents: simple CNN under FGSM"),
+    "03_pgd_and_norms/simple_cnn_pgd_acc": (0.0, "fraction", "course design documents: simple CNN under PGD"),
+}
+
+
+def run_dir() -> Path:
+    """Where this run's outputs go: ``$LAB_RUN_DIR``, else ``runs/<profile>/`` in the repository."""
+    from .profiles import profile_name
+
+    env = os.environ.get("LAB_RUN_DIR")
+    path = Path(env) if env else REPO_ROOT / "runs" / profile_name()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _clean(value):
+    """Make metrics JSON-safe: tensors/numpy scalars to Python numbers, NaN to None."""
+    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if hasattr(value, "tolist"):
+        return _clean(value.tolist())
+    return value
+
+
+def save_metrics(notebook: str, metrics: dict, *, directory: str | os.PathLike | None = None) -> Path:
+    """Merge ``metrics`` (name -> number, or nested dict/list) into ``<run dir>/metrics/<notebook>.json``."""
+    folder = Path(directory) if directory is not None else run_dir() / "metrics"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{notebook}.json"
+    current = json.loads(path.read_text()) if path.exists() else {}
+    current.update(_clean(metrics))
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(current, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+    return path
+
+
+def load_metrics(directory: str | os.PathLike | None = None) -> dict[str, dict]:
+    """All metrics files of a run: ``{notebook stem: metrics}``."""
+    folder = Path(directory) if directory is not None else run_dir() / "metrics"
+    return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+
+
+def save_figure(fig, name: str, *, directory: str | os.PathLike | None = None, dpi: int = 120) -> Path:
+    """Save a matplotlib figure as ``<run dir>/figures/<name>.png`` and return the path."""
+    folder = Path(directory) if directory is not None else run_dir() / "figures"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    return path
+
+
+def machine_info() -> dict:
+    """Processor, core count, torch version and accelerator of this machine."""
+    import torch
+
+    from .train import cpu_supports_bf16
+
+    info = {
+        "platform": platform.platform(),
+        "processor": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "cpu_bf16": cpu_supports_bf16(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def write_report(directory: str | os.PathLike | None = None, *, profile: str | None = None) -> Path:
+    """Write ``report.md`` in a run directory: every scalar metric, with the reference value where one exists."""
+    folder = Path(directory) if directory is not None else run_dir()
+    metrics = load_metrics(folder / "metrics")
+    lines = [f"# CNN Reliability Lab: results ({profile or folder.name} profile)", "",
+             f"Machine: {machine_info()['processor']}, {os.cpu_count()} cores. "
+             "CIFAR-10 figures are measured on whichever copy the data directory held "
+             "(the JPEG re-export in CI).", ""]
+    for notebook, values in metrics.items():
+        lines += [f"## {notebook}", "", "| metric | measured | reference | source of the reference |",
+                  "| --- | --- | --- | --- |"]
+        for key, value in sorted(values.items()):
+            if isinstance(value, (dict, list)):
+                continue
+            ref = REFERENCES.get(f"{notebook}/{key}")
+            ref_cells = (f"{_fmt(ref[0])} ({ref[1]})", ref[2]) if ref else ("", "")
+            lines.append(f"| {key} | {_fmt(value)} | {ref_cells[0]} | {ref_cells[1]} |")
+        lines.append("")
+    path = folder / "report.md"
+    path.write_text("\n".join(lines))
+    return path

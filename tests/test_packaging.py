@@ -1,0 +1,60 @@
+"""Packaging and notebook hygiene: pins agree, notebooks are stored clean, exercises have check cells."""
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def _pins(requirements):
+    return {re.split(r"[=<>!~\[ ]", r, maxsplit=1)[0].lower(): r for r in requirements}
+
+
+def test_environment_yml_matches_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    assert env["channels"][0] == "conda-forge" and "defaults" not in env["channels"]
+    conda_deps = [d for d in env["dependencies"] if isinstance(d, str)]
+    assert "python=3.11" in conda_deps and "pip" in conda_deps
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    deps = _pins(project["dependencies"])
+    assert deps["torch"] == "torch==2.14.1" and deps["torchvision"] == "torchvision==0.29.1"
+    env_pins = _pins([p for p in pip_section if not p.startswith("-")])
+    for name in ("torch", "torchvision"):
+        assert env_pins[name] == deps[name], f"{name}: environment.yml and pyproject.toml disagree"
+    assert "-e .[dev]" in pip_section  # the same extras as `make setup`
+    assert project["requires-python"].startswith(">=3.11")
+    extras = project["optional-dependencies"]
+    assert {"course", "test", "browser", "dev"} <= set(extras)
+
+
+def test_makefile_installs_torchattacks_pin_used_by_tests():
+    makefile = (ROOT / "Makefile").read_text()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert "torchattacks==3.5.1" in makefile and "torchattacks==3.5.1" in project["optional-dependencies"]["test"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_hygiene(path):
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "stored with outputs"
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1 and "PROFILE = None" in tagged[0].source
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    assert "sys.path" not in "".join(c.source for c in code), "install labutils, never edit sys.path"
+    sources = [c.source for c in nb.cells]
+    solutions = [i for i, s in enumerate(sources) if "### BEGIN SOLUTION" in s]
+    assert len(solutions) >= 2, "every notebook has at least two exercises"
+    for i in solutions:
+        assert "### END SOLUTION" in sources[i]
+        assert "check(" in sources[i + 1], f"the cell after exercise cell {i} must check the answer"
+    assert any("report.save_metrics" in s for s in sources)

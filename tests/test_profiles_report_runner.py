@@ -1,0 +1,85 @@
+"""Profiles table, metrics/report files and the notebook runner."""
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+
+from labutils import profiles, report, runner, train
+
+
+def test_profiles_share_the_same_knobs():
+    keys = {name: set(p) for name, p in profiles.PROFILES.items()}
+    assert set(keys) == {"smoke", "standard", "full"}
+    assert keys["smoke"] == keys["standard"] == keys["full"]
+    for p in profiles.PROFILES.values():
+        assert isinstance(p.fast_config, train.TrainConfig) and isinstance(p.simple_config, train.TrainConfig)
+    # smoke is the cheapest, full the most thorough
+    s, d, f = (profiles.PROFILES[n] for n in ("smoke", "standard", "full"))
+    assert s.n_attack <= d.n_attack <= f.n_attack and s.fast_config.epochs <= d.fast_config.epochs <= f.fast_config.epochs
+
+
+def test_profile_selection(monkeypatch):
+    monkeypatch.delenv("LAB_PROFILE", raising=False)
+    assert profiles.profile().name == "standard"
+    monkeypatch.setenv("LAB_PROFILE", "smoke")
+    assert profiles.profile().name == "smoke"
+    assert profiles.profile("full").name == "full"  # the notebook parameter wins over the environment
+    with pytest.raises(ValueError, match="Unknown profile 'quick'"):
+        profiles.profile("quick")
+    with pytest.raises(AttributeError, match="no setting 'n_tests'"):
+        profiles.profile("smoke").n_tests
+
+
+def test_metrics_merge_and_report(tmp_path):
+    report.save_metrics("00_setup_and_baselines", {"simple_cnn_test_acc": 0.5, "nan_value": float("nan")},
+                        directory=tmp_path / "metrics")
+    report.save_metrics("00_setup_and_baselines", {"fastnet_test_acc": 0.9, "curve": [1, 2]},
+                        directory=tmp_path / "metrics")
+    got = json.loads((tmp_path / "metrics" / "00_setup_and_baselines.json").read_text())
+    assert got == {"simple_cnn_test_acc": 0.5, "nan_value": None, "fastnet_test_acc": 0.9, "curve": [1, 2]}
+    text = report.write_report(tmp_path, profile="smoke").read_text()
+    assert "| simple_cnn_test_acc | 0.5 | 0.737 (fraction) |" in text
+    assert "course design documents" in text and "curve" not in text
+
+
+def _notebook(path, cells):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    for i, (src, tags) in enumerate(cells):
+        cell = nbformat.v4.new_code_cell(src)
+        cell.metadata["tags"] = tags
+        nb.cells.append(cell)
+    nbformat.write(nb, path)
+
+
+def test_runner_executes_notebooks_and_reports_failures(tmp_path):
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    _notebook(nbdir / "00_setup_and_baselines.ipynb", [
+        ("PROFILE = None", ["parameters"]),
+        ("from labutils import report, profiles\n"
+         "report.save_metrics('00_setup_and_baselines', {'simple_cnn_test_acc': 0.7, 'profile': profiles.profile(PROFILE).name})", []),
+    ])
+    _notebook(nbdir / "01_broken.ipynb", [
+        ("PROFILE = None", ["parameters"]),
+        ("x = 1", []),
+        ("assert x == 2, 'the claim does not hold'", []),
+    ])
+    out = tmp_path / "runs"
+    rep, failures = runner.run_series("smoke", out_dir=out, folder=nbdir, progress=False)
+    assert (out / "00_setup_and_baselines.ipynb").exists() and (out / "01_broken.ipynb").exists()
+    metrics = json.loads((out / "metrics" / "00_setup_and_baselines.json").read_text())
+    assert metrics == {"simple_cnn_test_acc": 0.7, "profile": "smoke"}
+    assert len(failures) == 1 and failures[0].notebook.name == "01_broken.ipynb"
+    # papermill injects a parameters cell, so the failing cell is the fourth executed
+    assert failures[0].cell == 4 and failures[0].source.startswith("assert x == 2")
+    assert "`assert x == 2" in str(failures[0]) and "the claim does not hold" in str(failures[0])
+    assert "| simple_cnn_test_acc | 0.7 | 0.737" in rep.read_text()
+
+
+def test_runner_selection_errors():
+    with pytest.raises(ValueError, match="No notebook matches"):
+        runner.notebooks(["99"])
+    assert [p.name[:2] for p in runner.notebooks()] == sorted(p.name[:2] for p in runner.notebooks())

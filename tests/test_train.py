@@ -1,0 +1,143 @@
+"""labutils.train and labutils.models: training loop, schedule, precision, evaluation, whitening."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from labutils import data, models, train
+
+TINY = train.TrainConfig(epochs=2, batch_size=64, optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4,
+                         schedule="triangular", warmup=0.25, precision="fp32", seed=7)
+
+
+@pytest.fixture(scope="module")
+def tiny_set(cifar_small):
+    (x, y), _ = cifar_small
+    return x[:256], y[:256]
+
+
+def _weights(model):
+    return torch.cat([p.detach().flatten() for p in model.state_dict().values() if p.is_floating_point()])
+
+
+def test_fit_is_repeatable_on_cpu(tiny_set):
+    torch.manual_seed(0)
+    a = models.SimpleCNN()
+    torch.manual_seed(0)
+    b = models.SimpleCNN()
+    train.fit(a, tiny_set, TINY, device="cpu", progress=False)
+    train.fit(b, tiny_set, TINY, device="cpu", progress=False)
+    assert torch.equal(_weights(a), _weights(b))
+
+
+def test_fit_learns_and_reports_history(cifar_small):
+    (x, y), (xt, yt) = cifar_small
+    model = models.FastNet(widths=(16, 32, 64))
+    cfg = dataclasses.replace(TINY, epochs=3, lr=0.4, label_smoothing=0.2, optimizer="sgd", batch_size=128)
+    before = train.evaluate(model, xt, yt)
+    result = train.fit(model, (x, y), cfg, test=(xt, yt), device="cpu", progress=False)
+    assert [h["epoch"] for h in result.history] == [1, 2, 3]
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    assert result.history[-1]["test_acc"] > max(0.25, before)
+    assert result.train_seconds > 0 and result.precision == "float32"
+    assert not model.training
+
+
+def test_batch_hook_replaces_batches(tiny_set):
+    seen = []
+
+    def hook(model, x, y):
+        seen.append(x.shape[0])
+        assert model.training is False or model.training is True
+        return torch.zeros_like(x), y
+
+    model = models.SimpleCNN()
+    train.fit(model, tiny_set, dataclasses.replace(TINY, epochs=1), device="cpu", progress=False, batch_hook=hook)
+    assert sum(seen) == 256  # every training image passed through the hook once per epoch
+
+
+def test_autoencoder_objective(tiny_set):
+    model = models.ConvAutoencoder(width=8, latent=16)
+    cfg = dataclasses.replace(TINY, objective="reconstruct", optimizer="adam", lr=2e-3, augment=False, epochs=2)
+    result = train.fit(model, tiny_set, cfg, device="cpu", progress=False)
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    out = model(data.to_float(tiny_set[0][:4]))
+    assert out.shape == (4, 3, 32, 32) and out.min() >= 0 and out.max() <= 1
+
+
+def test_triangular_schedule_shape():
+    cfg = dataclasses.replace(TINY, lr=1.0, warmup=0.2, final_lr_fraction=0.0)
+    lrs = [train.lr_at(s, 100, cfg) for s in range(101)]
+    assert lrs[0] == 0 and max(lrs) == pytest.approx(1.0) and lrs.index(max(lrs)) == 20 and lrs[-1] == pytest.approx(0)
+    assert train.lr_at(50, 100, dataclasses.replace(cfg, schedule="constant")) == 1.0
+
+
+@pytest.mark.parametrize("field,value", [("epochs", 0), ("optimizer", "rmsprop"), ("label_smoothing", 1.0),
+                                         ("precision", "fp16"), ("objective", "segment"), ("schedule", "cosine")])
+def test_config_validation(field, value):
+    with pytest.raises(ValueError, match=f"TrainConfig: {field}"):
+        dataclasses.replace(TINY, **{field: value})
+
+
+def test_precision_selection(monkeypatch):
+    assert isinstance(train.cpu_supports_bf16(), bool)
+    assert train.autocast_dtype("cpu", "fp32") is None
+    assert train.autocast_dtype("cpu", "bf16") is torch.bfloat16
+    expected = torch.bfloat16 if train.cpu_supports_bf16() else None
+    monkeypatch.delenv("LAB_PRECISION", raising=False)
+    assert train.autocast_dtype("cpu", "auto") is expected
+    monkeypatch.setenv("LAB_PRECISION", "fp32")
+    assert train.autocast_dtype("cpu", "auto") is None
+    with pytest.raises(ValueError, match="precision"):
+        train.autocast_dtype("cpu", "half")
+
+
+def test_bf16_training_keeps_fp32_weights(tiny_set):
+    model = models.FastNet(widths=(8, 16, 16))
+    train.fit(model, tiny_set, dataclasses.replace(TINY, epochs=1, precision="bf16"), device="cpu", progress=False)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert torch.isfinite(_weights(model)).all()
+
+
+def test_predict_logits_restores_mode_and_accepts_both_dtypes(small_model, cifar_small):
+    _, (xt, yt) = cifar_small
+    small_model.train()
+    try:
+        a = train.predict_logits(small_model, xt[:50])
+        assert small_model.training  # restored
+        b = train.predict_logits(small_model, data.to_float(xt[:50]))
+    finally:
+        small_model.eval()
+    assert a.shape == (50, 10) and a.dtype == torch.float32 and torch.allclose(a, b)
+    tta = train.predict_logits(small_model, xt[:50], tta=True)
+    mirrored = train.predict_logits(small_model, xt[:50].flip(3))
+    assert torch.allclose(tta, 0.5 * (a + mirrored), atol=1e-5)
+    acc = train.evaluate(small_model, xt, yt)
+    assert acc == pytest.approx((train.predict_logits(small_model, xt).argmax(1) == yt).float().mean().item())
+
+
+def test_predict_rejects_bad_images(small_model):
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        train.predict_logits(small_model, torch.rand(2, 3, 32, 32) * 255)
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        small_model(torch.rand(2, 1, 32, 32))
+
+
+def test_whitening_layer_decorrelates_patches(cifar_small):
+    (x, _), _ = cifar_small
+    net = models.FastNet(widths=(8, 8, 8))
+    images = data.to_float(x[:1000])
+    net.init_whitening(images)
+    with torch.no_grad():
+        out = net.whiten(net.normalize(images))[:, :12]  # the first 12 channels; the rest are their negatives
+    cov = torch.cov(out.permute(1, 0, 2, 3).reshape(12, -1).double())
+    assert torch.allclose(cov, torch.eye(12, dtype=torch.float64), atol=0.05)
+    assert not net.whiten.weight.requires_grad
+
+
+def test_build_registry():
+    assert isinstance(models.build("simple_cnn"), models.SimpleCNN)
+    with pytest.raises(ValueError, match="Unknown model"):
+        models.build("resnet1000")
