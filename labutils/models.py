@@ -79,8 +79,6 @@ class _ConvGroup(nn.Sequential):
             nn.BatchNorm2d(cout, momentum=bn_momentum), nn.GELU(),
         )
         for m in self.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.weight.requires_grad_(False)  # scale fixed at 1; only the shift is learnt
             if isinstance(m, nn.Conv2d):
                 _dirac_init(m)
 
@@ -105,13 +103,16 @@ class FastNet(nn.Module):
     Input ``(N, 3, 32, 32)`` in ``[0, 1]``; output logits ``(N, num_classes)``.
     """
 
-    def __init__(self, widths=(64, 256, 256), num_classes: int = 10, logit_scale: float = 1 / 9,
+    def __init__(self, widths=(64, 128, 256), num_classes: int = 10, logit_scale: float = 1 / 9,
                  bn_momentum: float = 0.4, mean=CIFAR10_MEAN, std=CIFAR10_STD):
         super().__init__()
         w1, w2, w3 = widths
         self.normalize = Normalize(mean, std)
-        self.whiten = nn.Conv2d(3, 24, kernel_size=2, padding=0, bias=True)
+        # Frozen weights and a separate learnt bias: a conv whose weight needs no
+        # gradient has no backward pass at all (a bias inside it would force one).
+        self.whiten = nn.Conv2d(3, 24, kernel_size=2, padding=0, bias=False)
         self.whiten.weight.requires_grad_(False)
+        self.whiten_bias = nn.Parameter(torch.zeros(1, 24, 1, 1))
         self.features = nn.Sequential(
             nn.GELU(),
             _ConvGroup(24, w1, bn_momentum), _ConvGroup(w1, w2, bn_momentum), _ConvGroup(w2, w3, bn_momentum),
@@ -134,10 +135,10 @@ class FastNet(nn.Module):
         evals, evecs = torch.linalg.eigh(cov)
         filters = (evecs.T / torch.sqrt(evals.clamp_min(0) + eps)[:, None]).float().view(12, 3, 2, 2)
         self.whiten.weight.copy_(torch.cat([filters, -filters]))
-        self.whiten.bias.zero_()
+        self.whiten_bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(self.whiten(self.normalize(x)))) * self.logit_scale
+        return self.head(self.features(self.whiten(self.normalize(x)) + self.whiten_bias)) * self.logit_scale
 
 
 class ConvAutoencoder(nn.Module):

@@ -37,10 +37,10 @@ def test_fit_learns_and_reports_history(cifar_small):
     model = models.FastNet(widths=(16, 32, 64))
     cfg = dataclasses.replace(TINY, epochs=3, lr=0.4, label_smoothing=0.2, optimizer="sgd", batch_size=128)
     before = train.evaluate(model, xt, yt)
-    result = train.fit(model, (x, y), cfg, test=(xt, yt), device="cpu", progress=False)
+    result = train.fit(model, (x[:1536], y[:1536]), cfg, test=(xt, yt), device="cpu", progress=False)
     assert [h["epoch"] for h in result.history] == [1, 2, 3]
     assert result.history[-1]["loss"] < result.history[0]["loss"]
-    assert result.history[-1]["test_acc"] > max(0.25, before)
+    assert result.history[-1]["test_acc"] > max(0.2, before + 0.05)
     assert result.train_seconds > 0 and result.precision == "float32"
     assert not model.training
 
@@ -133,7 +133,15 @@ def test_whitening_layer_decorrelates_patches(cifar_small):
     with torch.no_grad():
         out = net.whiten(net.normalize(images))[:, :12]  # the first 12 channels; the rest are their negatives
     cov = torch.cov(out.permute(1, 0, 2, 3).reshape(12, -1).double())
-    assert torch.allclose(cov, torch.eye(12, dtype=torch.float64), atol=0.05)
+    off_diagonal = cov - torch.diag(torch.diag(cov))
+    assert off_diagonal.abs().max() < 0.05  # decorrelated
+    # variance lambda / (lambda + eps) along each eigen-direction of the patch covariance:
+    # 1 where the eigenvalue is large, shrunk where it is comparable to the eps regulariser
+    patches = net.normalize(images).unfold(2, 2, 1).unfold(3, 2, 1).permute(0, 2, 3, 1, 4, 5).reshape(-1, 12)
+    lam = torch.linalg.eigvalsh(torch.cov(patches.T.double()))
+    expected = lam / (lam + 5e-4)
+    assert torch.allclose(torch.diag(cov).sort().values, expected.sort().values, atol=0.01)
+    assert (torch.diag(cov) > 0.99).sum() >= 6
     assert not net.whiten.weight.requires_grad
 
 
