@@ -176,7 +176,7 @@ def get_or_train(
                          "or it would share a cache entry with the plain run.")
     model_kwargs = dict(model_kwargs or {})
     meta = {"model": name, "model_kwargs": model_kwargs, "dataset": dataset, "config": config.to_dict(),
-            "tag": tag, "format": 1}
+            "tag": tag, "format": 1, "data_version": _data._CACHE_VERSION}
     path = checkpoint_dir() / f"{name}-{dataset}-{run_key(meta)}.pt"
     device = torch.device(device) if device is not None else _train.default_device()
     if path.exists() and not retrain:

@@ -51,7 +51,7 @@ SPLITS = ("train", "test")
 # reference OOD experiment (torchvision FakeData, 32x32 RGB).
 NOISE_SIZES = {"train": 10_000, "test": 10_000}
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: class-folder images in a fixed shuffled order
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -237,7 +237,10 @@ def _read_class_folders(folder: Path, classes: tuple[str, ...]):
         if arr.shape != (32, 32, 3):
             raise ValueError(f"{path} is {arr.shape[1]}x{arr.shape[0]}, expected a 32x32 RGB image.")
         out[i] = arr
-    return torch.from_numpy(out).permute(0, 3, 1, 2), torch.tensor(labels)
+    # Folders list the images class by class; put them in a fixed pseudo-random order (as in the official
+    # batches) so that any prefix, e.g. the first 1000 test images, mixes all classes.
+    order = torch.randperm(len(files), generator=torch.Generator().manual_seed(0))
+    return torch.from_numpy(out).permute(0, 3, 1, 2)[order], torch.tensor(labels)[order]
 
 
 # Fashion-MNIST ---------------------------------------------------------------

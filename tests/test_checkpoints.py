@@ -19,7 +19,7 @@ def tiny_data_dir(tmp_path, monkeypatch, cifar_small):
     (x, y), _ = cifar_small
     monkeypatch.setenv("LAB_DATA_DIR", str(tmp_path))
     (tmp_path / "cache").mkdir()
-    torch.save({"images": x[:192].clone(), "labels": y[:192].clone()}, tmp_path / "cache" / "cifar10-train-v1.pt")
+    torch.save({"images": x[:192].clone(), "labels": y[:192].clone()}, tmp_path / "cache" / f"cifar10-train-v{data._CACHE_VERSION}.pt")
     return tmp_path
 
 
