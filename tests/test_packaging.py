@@ -35,10 +35,14 @@ def test_environment_yml_matches_pyproject():
     assert {"course", "test", "browser", "dev"} <= set(extras)
 
 
-def test_makefile_installs_torchattacks_pin_used_by_tests():
+def test_torchattacks_is_installed_without_its_stale_requests_pin():
+    import labutils.attacks
+
     makefile = (ROOT / "Makefile").read_text()
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert "torchattacks==3.5.1" in makefile and "torchattacks==3.5.1" in project["optional-dependencies"]["test"]
+    assert "pip install --quiet --no-deps torchattacks==3.5.1" in makefile
+    assert not any("torchattacks" in r for extra in project["optional-dependencies"].values() for r in extra)
+    assert "torchattacks==3.5.1 --no-deps" in labutils.attacks._TORCHATTACKS_INSTALL
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
