@@ -34,11 +34,16 @@ name               formula                                range / direction
 The autoencoder detector scores an image by its reconstruction error
 (:func:`reconstruction_error`, higher = OOD); its ID score is
 :func:`reconstruction_score` = the negative error.
+
+:func:`load_svhn` loads SVHN, an optional OOD set that is downloaded on first
+use (it is not in the offline data mirror) and raises
+:class:`labutils.data.DatasetNotFoundError` with the reason when it cannot be.
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -64,6 +69,7 @@ __all__ = [
     "threshold_at_tpr",
     "fpr_at_tpr",
     "evaluate_scores",
+    "load_svhn",
 ]
 
 
@@ -484,3 +490,63 @@ def evaluate_scores(id_scores: Mapping[str, object], ood_scores: Mapping[str, ob
                        aupr_in=aupr_in(s_id, s_ood), aupr_out=aupr_out(s_id, s_ood))
             rows.append(row)
     return rows
+
+
+# --------------------------------------------------------------------------- optional OOD set
+def load_svhn(split: str = "test", n: int | None = None, *, root=None, download: bool = True,
+              timeout: float = 60.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """SVHN (street-view house numbers) as an optional OOD set, via ``torchvision.datasets.SVHN``.
+
+    SVHN is not part of the course's offline data mirror: the first call
+    downloads ``<split>_32x32.mat`` (64 MB for ``"test"``) into ``root``; later
+    calls read it from there.  Needs ``scipy`` (``scipy.io.loadmat``).
+
+    Args:
+        split: ``"train"``, ``"test"`` or ``"extra"``.
+        n: keep only the first ``n`` images (default: all; the test split has 26,032).
+        root: folder of the ``.mat`` file (default :func:`labutils.data.data_dir`).
+        download: try the download when the file is missing.
+        timeout: seconds a stalled network connection may wait before the
+            download gives up (the previous socket default is restored afterwards).
+
+    Returns:
+        ``(images, labels)``: uint8 ``(N, 3, 32, 32)`` in 0..255 and int64
+        ``(N,)`` digits ``0..9`` (torchvision maps SVHN's label 10 to 0).
+
+    Raises:
+        labutils.data.DatasetNotFoundError: the file is missing and could not be
+            downloaded (no network, no ``scipy``, a corrupt file); the message
+            says why and how to provide the file.
+    """
+    import socket
+
+    from . import data as _data
+
+    if split not in ("train", "test", "extra"):
+        raise ValueError(f"Unknown SVHN split {split!r}: use 'train', 'test' or 'extra'.")
+    if n is not None and n < 0:
+        raise ValueError(f"n must be >= 0 or None, got {n}.")
+    root = Path(root) if root is not None else _data.data_dir()
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout)
+    try:
+        import torchvision
+
+        ds = torchvision.datasets.SVHN(root=str(root), split=split, download=download)
+    except Exception as exc:  # no network, no scipy, a corrupt or partial file
+        raise _data.DatasetNotFoundError(
+            f"SVHN ({split}) is not in {root} and could not be "
+            f"{'downloaded' if download else 'loaded (download=False)'}: {type(exc).__name__}: {exc}\n"
+            f"SVHN is optional. To use it, connect to the internet once, or copy {split}_32x32.mat from "
+            f"http://ufldl.stanford.edu/housenumbers/ into {root}."
+        ) from exc
+    finally:
+        socket.setdefaulttimeout(previous)
+    images = torch.as_tensor(np.asarray(ds.data, dtype=np.uint8))
+    labels = torch.as_tensor(np.asarray(ds.labels, dtype=np.int64))
+    if images.ndim != 4 or images.shape[1:] != (3, 32, 32) or labels.shape != (images.shape[0],):
+        raise _data.DatasetNotFoundError(f"SVHN ({split}) in {root} has unexpected shapes {tuple(images.shape)} "
+                                         f"and {tuple(labels.shape)}; delete {split}_32x32.mat and download it again.")
+    if n is not None:
+        images, labels = images[:n], labels[:n]
+    return images.contiguous(), labels.contiguous()

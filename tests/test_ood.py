@@ -311,3 +311,56 @@ def test_train_autoencoder_delegates_to_checkpoint_cache(monkeypatch):
     assert calls == [("autoencoder", cfg, {"dataset": "cifar10", "progress": False})]
     with pytest.raises(ValueError, match="objective='reconstruct'"):
         ood.train_autoencoder(train.TrainConfig(epochs=1))
+
+
+# --------------------------------------------------------------------------- optional SVHN loader
+class _FakeSVHN:
+    """Stands in for torchvision.datasets.SVHN: data (N, 3, 32, 32) uint8 and labels, as torchvision builds them."""
+
+    calls: list = []
+
+    def __init__(self, root, split, download):
+        type(self).calls.append((root, split, download))
+        rng = np.random.default_rng(0)
+        self.data = rng.integers(0, 256, (12, 3, 32, 32), dtype=np.uint8)
+        self.labels = np.arange(12, dtype=np.int64) % 10
+
+
+def test_load_svhn_returns_uint8_images_and_restores_the_socket_timeout(monkeypatch, tmp_path):
+    import socket
+
+    import torchvision
+
+    _FakeSVHN.calls = []
+    monkeypatch.setattr(torchvision.datasets, "SVHN", _FakeSVHN)
+    before = socket.getdefaulttimeout()
+    images, labels = ood.load_svhn("test", n=5, root=tmp_path)
+    assert socket.getdefaulttimeout() == before
+    assert images.shape == (5, 3, 32, 32) and images.dtype == torch.uint8
+    assert labels.tolist() == [0, 1, 2, 3, 4] and labels.dtype == torch.int64
+    assert _FakeSVHN.calls == [(str(tmp_path), "test", True)]
+    full, _ = ood.load_svhn("test", root=tmp_path, download=False)
+    assert full.shape[0] == 12 and torch.equal(full[:5], images)
+
+
+def test_load_svhn_without_network_raises_a_clear_dataset_error(monkeypatch, tmp_path):
+    import socket
+    import urllib.error
+
+    import torchvision
+
+    from labutils import data
+
+    def offline(root, split, download):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(torchvision.datasets, "SVHN", offline)
+    before = socket.getdefaulttimeout()
+    with pytest.raises(data.DatasetNotFoundError, match=r"(?s)SVHN \(test\).*could not be downloaded.*URLError"
+                                                        r".*optional.*test_32x32\.mat"):
+        ood.load_svhn("test", root=tmp_path)
+    assert socket.getdefaulttimeout() == before
+    with pytest.raises(ValueError, match="Unknown SVHN split"):
+        ood.load_svhn("validation", root=tmp_path)
+    with pytest.raises(ValueError, match="n must be"):
+        ood.load_svhn("test", n=-1, root=tmp_path)
