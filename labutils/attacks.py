@@ -443,20 +443,7 @@ def adversarial_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, att
 
     The model is evaluated in eval mode (fp32) on the adversarial images; its mode is restored.
     """
-    fn = _resolve_attack(attack)
-    n = x.shape[0]
-    _check_labels(y, n)
-    if batch_size < 1:
-        raise ValueError("batch_size must be at least 1.")
-    correct = 0
-    for i in range(0, n, batch_size):
-        sl = slice(i, min(n, i + batch_size))
-        kw = {k: (v[sl] if isinstance(v, torch.Tensor) and v.ndim == 1 and v.shape[0] == n and k in ("eps", "alpha")
-                  else v) for k, v in attack_kwargs.items()}
-        xb, yb = _float_batch(x[sl]), y[sl]
-        x_adv = fn(model, xb, yb, **kw)
-        correct += _count_correct(model, x_adv, yb)
-    return correct / n if n else float("nan")
+    return _accuracy_with_bar(model, x, y, _resolve_attack(attack), batch_size, None, **attack_kwargs)
 
 
 @torch.no_grad()
@@ -517,16 +504,24 @@ def _no_attack(model, x, y, **kwargs):
 
 
 def _accuracy_with_bar(model, x, y, fn, batch_size, bar, **kw) -> float:
+    """Accuracy of ``model`` on ``fn(model, x_batch, y_batch, **kw)`` batch by batch; ``bar`` (tqdm or None) ticks per batch.
+
+    A per-sample ``eps``/``alpha`` tensor ``(N,)`` in ``kw`` is split along with the batches.
+    """
     n = x.shape[0]
     _check_labels(y, n)
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1.")
     correct = 0
     for i in range(0, n, batch_size):
-        xb, yb = _float_batch(x[i: i + batch_size]), y[i: i + batch_size]
+        sl = slice(i, min(n, i + batch_size))
+        kw_b = {k: (v[sl] if isinstance(v, torch.Tensor) and v.ndim == 1 and v.shape[0] == n and k in ("eps", "alpha")
+                    else v) for k, v in kw.items()}
+        xb, yb = _float_batch(x[sl]), y[sl]
         _data.check_images(xb, name="x")
-        correct += _count_correct(model, fn(model, xb, yb, **kw), yb)
-        bar.update(1)
+        correct += _count_correct(model, fn(model, xb, yb, **kw_b), yb)
+        if bar is not None:
+            bar.update(1)
     return correct / n if n else float("nan")
 
 

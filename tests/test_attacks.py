@@ -19,19 +19,7 @@ ALPHA = 2 / 255
 
 
 # --------------------------------------------------------------------------- helpers
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread(small_model):
-    """Run this module's attacks with one intra-op thread, restored afterwards.
-
-    The attacks here work on 1-64 small images: on a 2-core machine shared with other jobs, two
-    OpenMP threads spend most of each tiny op waiting for each other (measured: 0.45 s vs 0.04 s
-    per SimpleCNN step on 16 images), so one thread keeps the module fast.  ``small_model`` is
-    requested first so that its training (larger batches) keeps the default thread count.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,7 @@ import torch
 from labutils import attacks
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread(small_model):
-    """One intra-op thread for these tiny batches (see tests/test_attacks.py), restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --------------------------------------------------------------------------- pgd_accuracy_grid

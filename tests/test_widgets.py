@@ -26,13 +26,7 @@ def _close_figures():
     plt.close("all")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread(small_model):
-    """One intra-op thread for these single-image attacks (see tests/test_attacks.py); restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
