@@ -70,7 +70,7 @@ def main(argv=None) -> int:
     loader = torch.utils.data.DataLoader(_PILDataset(x, y, tf), batch_size=bs, shuffle=True, num_workers=2,
                                          persistent_workers=True)
     _throughput(loader, n)  # warm-up (starts the workers)
-    peer_ips = _throughput(loader, n)
+    peer_ips = max(_throughput(loader, n) for _ in range(3))  # best of 3, as for ours
     ratio = ours_ips / peer_ips
     record("batch_iterator_throughput", value=ours_ips, unit="images/s",
            peer="torchvision DataLoader (PIL, 2 workers)", peer_value=peer_ips, ratio=ratio, goal=">= 10x",

@@ -414,13 +414,14 @@ class Batches:
         n = self._x.shape[0]
         order = torch.randperm(n, device=self.device, generator=self._gen) if self.shuffle else None
         for b in range(len(self)):
-            idx = slice(b * self.batch_size, min(n, (b + 1) * self.batch_size))
-            if order is not None:
-                idx = order[idx]
-            x, y = self._x[idx], self._y[idx]
+            lo, hi = b * self.batch_size, min(n, (b + 1) * self.batch_size)
+            if order is None:
+                x, y = self._x[lo:hi], self._y[lo:hi]
+            else:  # index_select is several times faster than advanced indexing here
+                x, y = self._x.index_select(0, order[lo:hi]), self._y.index_select(0, order[lo:hi])
             if self.augment:
                 x = random_crop_flip(x, self.pad, self._gen)
-            x = x.float().div_(255)
+            x = x.float().mul_(1 / 255)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, y
@@ -429,30 +430,18 @@ class Batches:
 def random_crop_flip(x: torch.Tensor, pad: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """Random crop after zero padding by ``pad`` pixels, then random horizontal flip, per image.
 
+    Both are done by one ``gather`` with per-image indices (no per-image Python work).
     Works on any dtype; ``x`` is ``(B, C, H, W)`` and is not modified.
     """
     b, c, h, w = x.shape
     dev = x.device
-    if pad > 0:
-        padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
-        dy = torch.randint(0, 2 * pad + 1, (b,), device=dev, generator=generator)
-        dx = torch.randint(0, 2 * pad + 1, (b,), device=dev, generator=generator)
-        rows = (dy[:, None] + torch.arange(h, device=dev))[:, None, :, None]
-        cols = (dx[:, None] + torch.arange(w, device=dev))[:, None, None, :]
-        x = padded[torch.arange(b, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None],
-                   rows, cols]
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad)) if pad > 0 else x
+    width = w + 2 * pad
+    dy = torch.randint(0, 2 * pad + 1, (b,), device=dev, generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (b,), device=dev, generator=generator)
     flip = torch.rand(b, device=dev, generator=generator) < 0.5
-    return torch.where(flip[:, None, None, None], x.flip(3), x)
-
-
-def prefetch(names=DATASETS) -> None:
-    """Download (when needed) and cache both splits of every dataset; used by ``make data``."""
-    for name in names:
-        for split in SPLITS:
-            images, labels = load(name, split)
-            print(f"{name:>14} {split:<5}: {tuple(images.shape)} uint8, {len(labels)} labels")
-    print(f"data directory: {data_dir()}")
-
-
-if __name__ == "__main__":
-    prefetch()
+    cols = torch.arange(w, device=dev)
+    cols = torch.where(flip[:, None], cols.flip(0), cols) + dx[:, None]  # (B, W): mirrored when flipped
+    rows = torch.arange(h, device=dev)[None, :] + dy[:, None]  # (B, H)
+    index = (rows[:, :, None] * width + cols[:, None, :]).view(b, 1, h * w).expand(b, c, h * w)
+    return padded.reshape(b, c, -1).gather(2, index).view(b, c, h, w)
