@@ -1,0 +1,33 @@
+"""labutils.doctor (environment check) and labutils.exercises (check cells)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from labutils import doctor, exercises
+
+
+def test_doctor_reports_versions_kernel_and_data():
+    rows = {item.strip(): (status, hint) for item, status, hint in doctor.checks()}
+    assert rows["torch"][0].startswith("2.14.1")
+    assert rows["torchattacks"][0] == "3.5.1"
+    assert "python3" in rows["kernels"][0]
+    assert rows["cifar10"][0] == "found" and rows["fashion_mnist"][0] == "found"
+
+
+def test_doctor_points_at_the_fix_for_missing_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAB_DATA_DIR", str(tmp_path))
+    rows = {item.strip(): (status, hint) for item, status, hint in doctor.checks()}
+    assert rows["cifar10"] == ("not found", "run `make data` (needs internet) or see data/README.md")
+
+
+def test_check_accepts_right_answers(capsys):
+    exercises.check("sum", torch.tensor([1.0, 2.0]), [1.0, 2.0 + 1e-9])
+    assert "Correct: sum." in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("answer,match", [(None, "no answer yet"), ([1.0], "expected shape"),
+                                          ([1.0, 2.5], "largest difference 0.5")])
+def test_check_explains_wrong_answers(answer, match):
+    with pytest.raises(exercises.ExerciseError, match=match):
+        exercises.check("sum", answer, [1.0, 2.0], hint="Add the two numbers.")
