@@ -15,7 +15,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import torch  # noqa: E402
 
 from common import record  # noqa: E402
 from labutils import data, models, profiles, train  # noqa: E402
