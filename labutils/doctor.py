@@ -23,7 +23,7 @@ def checks() -> list[tuple[str, str, str]]:
     """Rows ``(item, status, hint)`` describing this environment."""
     import torch
 
-    from .train import autocast_dtype, cpu_supports_bf16, default_device
+    from .train import autocast_dtype, cpu_supports_bf16, default_device, malloc_tuned
 
     rows = [
         ("python", sys.version.split()[0], ""),
@@ -34,6 +34,8 @@ def checks() -> list[tuple[str, str, str]]:
         ("cpu bf16", "native" if cpu_supports_bf16() else "no (fp32 training)", ""),
         ("training precision", str(autocast_dtype(default_device()) or "float32").replace("torch.", ""), ""),
         ("torch threads", str(torch.get_num_threads()), ""),
+        ("malloc settings", "reuse freed memory" if malloc_tuned() else "glibc defaults",
+         "" if malloc_tuned() else "start Jupyter with `make lab` for faster CPU training (labutils.train.MALLOC_ENV)"),
     ]
     for module in ("torchvision", "ipywidgets", "jupyterlab_widgets", "jupyterlab", "papermill", "torchattacks"):
         v = _version(module)

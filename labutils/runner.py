@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .profiles import PROFILES, profile_name
 from .report import REPO_ROOT, write_report
+from .train import MALLOC_ENV
 
 __all__ = ["NotebookFailure", "notebooks", "run_series", "main"]
 
@@ -84,6 +85,8 @@ def run_series(profile: str, *, selection: list[str] | None = None, out_dir: Pat
     os.environ["LAB_RUN_DIR"] = str(out_dir)
     os.environ["LAB_PROFILE"] = profile
     os.environ.setdefault("MPLBACKEND", "Agg")
+    for key, value in MALLOC_ENV.items():  # the kernels start with the reuse-friendly malloc settings
+        os.environ.setdefault(key, value)
     failures: list[NotebookFailure] = []
     todo = notebooks(selection, folder)
     bar = tqdm(todo, desc=f"notebooks ({profile})", unit="nb", disable=not progress)

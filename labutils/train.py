@@ -33,7 +33,7 @@ from . import data as _data
 
 __all__ = [
     "TrainConfig", "TrainResult", "fit", "evaluate", "predict_logits", "seed_everything",
-    "cpu_supports_bf16", "autocast_dtype", "default_device",
+    "cpu_supports_bf16", "autocast_dtype", "default_device", "MALLOC_ENV", "malloc_tuned",
 ]
 
 BatchHook = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -145,6 +145,25 @@ def cpu_supports_bf16() -> bool:
         return "hw.optional.arm.FEAT_BF16: 1" in flags
     words = set(flags.split())
     return bool(words & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+# glibc malloc settings for CPU training and attacks.  By default glibc serves every block above
+# 32 MiB (a batch of activations) with a fresh mmap and unmaps it on free, so each training or
+# attack step page-faults its activations in again: a third or more of a FastNet step on a 2-core
+# CPU.  These keep freed memory in the heap for reuse instead (peak RSS about 15 % higher).  glibc
+# reads them when a process starts: the Makefile exports them and the runner passes them to its
+# notebook kernels.  Other C libraries (macOS, Windows) ignore them.  ``make bench`` measures them.
+MALLOC_ENV = {
+    "MALLOC_MMAP_MAX_": "0",  # never mmap: big blocks come from the heap and go back to it
+    "MALLOC_TRIM_THRESHOLD_": str(64 << 30),  # do not return the top of the heap to the OS
+    "MALLOC_TOP_PAD_": str(256 << 20),  # grow the heap in 256 MiB steps
+}
+
+
+def malloc_tuned(environ=None) -> bool:
+    """True when ``environ`` (default: this process's) carries every setting of :data:`MALLOC_ENV`."""
+    environ = os.environ if environ is None else environ
+    return all(environ.get(k) == v for k, v in MALLOC_ENV.items())
 
 
 def autocast_dtype(device: torch.device | str, precision: str = "auto") -> torch.dtype | None:

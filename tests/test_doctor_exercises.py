@@ -21,6 +21,18 @@ def test_doctor_points_at_the_fix_for_missing_data(tmp_path, monkeypatch):
     assert rows["cifar10"] == ("not found", "run `make data` (needs internet) or see data/README.md")
 
 
+def test_doctor_reports_the_malloc_settings(monkeypatch):
+    from labutils.train import MALLOC_ENV
+
+    for key, value in MALLOC_ENV.items():
+        monkeypatch.setenv(key, value)
+    rows = {item.strip(): (status, hint) for item, status, hint in doctor.checks()}
+    assert rows["malloc settings"] == ("reuse freed memory", "")
+    monkeypatch.delenv("MALLOC_MMAP_MAX_")
+    status, hint = {item.strip(): (s, h) for item, s, h in doctor.checks()}["malloc settings"]
+    assert status == "glibc defaults" and "make lab" in hint
+
+
 def test_check_accepts_right_answers(capsys):
     exercises.check("sum", torch.tensor([1.0, 2.0]), [1.0, 2.0 + 1e-9])
     assert "Correct: sum." in capsys.readouterr().out

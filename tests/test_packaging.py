@@ -45,6 +45,14 @@ def test_torchattacks_is_installed_without_its_stale_requests_pin():
     assert "torchattacks==3.5.1 --no-deps" in labutils.attacks._TORCHATTACKS_INSTALL
 
 
+def test_makefile_exports_the_malloc_settings():
+    from labutils.train import MALLOC_ENV, malloc_tuned
+
+    exported = dict(re.findall(r"^export (MALLOC_\w+_) := (\S+)$", (ROOT / "Makefile").read_text(), re.M))
+    assert exported == MALLOC_ENV
+    assert malloc_tuned(exported) and not malloc_tuned({}) and not malloc_tuned({**exported, "MALLOC_MMAP_MAX_": "1"})
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_hygiene(path):
     nb = nbformat.read(path, as_version=4)

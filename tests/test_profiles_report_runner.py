@@ -54,13 +54,16 @@ def _notebook(path, cells):
     nbformat.write(nb, path)
 
 
-def test_runner_executes_notebooks_and_reports_failures(tmp_path):
+def test_runner_executes_notebooks_and_reports_failures(tmp_path, monkeypatch):
+    for key in train.MALLOC_ENV:  # as when the runner is started outside make
+        monkeypatch.delenv(key, raising=False)
     nbdir = tmp_path / "notebooks"
     nbdir.mkdir()
     _notebook(nbdir / "00_setup_and_baselines.ipynb", [
         ("PROFILE = None", ["parameters"]),
-        ("from labutils import report, profiles\n"
-         "report.save_metrics('00_setup_and_baselines', {'simple_cnn_test_acc': 0.7, 'profile': profiles.profile(PROFILE).name})", []),
+        ("from labutils import report, profiles, train\n"
+         "report.save_metrics('00_setup_and_baselines', {'simple_cnn_test_acc': 0.7, 'profile': profiles.profile(PROFILE).name,\n"
+         "                                               'malloc_tuned': train.malloc_tuned()})", []),
     ])
     _notebook(nbdir / "01_broken.ipynb", [
         ("PROFILE = None", ["parameters"]),
@@ -71,7 +74,8 @@ def test_runner_executes_notebooks_and_reports_failures(tmp_path):
     rep, failures = runner.run_series("smoke", out_dir=out, folder=nbdir, progress=False)
     assert (out / "00_setup_and_baselines.ipynb").exists() and (out / "01_broken.ipynb").exists()
     metrics = json.loads((out / "metrics" / "00_setup_and_baselines.json").read_text())
-    assert metrics == {"simple_cnn_test_acc": 0.7, "profile": "smoke"}
+    # the kernel started with the reuse-friendly malloc settings
+    assert metrics == {"simple_cnn_test_acc": 0.7, "profile": "smoke", "malloc_tuned": True}
     assert len(failures) == 1 and failures[0].notebook.name == "01_broken.ipynb"
     # papermill injects a parameters cell, so the failing cell is the fourth executed
     assert failures[0].cell == 4 and failures[0].source.startswith("assert x == 2")
