@@ -361,7 +361,10 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: EpsLike, alpha:
             target) is kept, else the one with the highest loss (lowest loss to the target).
             Images already fooled are not attacked again.
         precision: ``"fp32"`` (default; equals ``torchattacks.PGD`` / ``PGDL2`` with the same
-            settings), ``"bf16"`` (forward/backward under bf16 autocast, loss in fp32) or ``"auto"``.
+            settings on the same model: the images follow the model's memory format, because a
+            channels_last and a contiguous copy of one model round differently and give slightly
+            different adversarial images, for torchattacks too), ``"bf16"`` (forward/backward
+            under bf16 autocast, loss in fp32, channels_last) or ``"auto"``.
         generator: ``torch.Generator`` (on the model's device) for the random starts.
 
     Returns:
