@@ -50,6 +50,8 @@ def test_makefile_exports_the_malloc_settings():
 
     exported = dict(re.findall(r"^export (MALLOC_\w+_) := (\S+)$", (ROOT / "Makefile").read_text(), re.M))
     assert exported == MALLOC_ENV
+    readme_line = " ".join(f"{k}={v}" for k, v in MALLOC_ENV.items())
+    assert f"`export {readme_line}`" in (ROOT / "README.md").read_text()  # the line for a self-started Jupyter
     assert malloc_tuned(exported) and not malloc_tuned({}) and not malloc_tuned({**exported, "MALLOC_MMAP_MAX_": "1"})
 
 
