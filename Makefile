@@ -11,7 +11,7 @@ export MALLOC_MMAP_MAX_ := 0
 export MALLOC_TRIM_THRESHOLD_ := 68719476736
 export MALLOC_TOP_PAD_ := 268435456
 
-.PHONY: setup lab data run test bench doctor clean
+.PHONY: setup lab data run test test-trains seeds bench doctor clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,16 @@ run: $(STAMP)
 test: $(STAMP)
 	LAB_PROFILE=smoke MPLBACKEND=Agg $(PY) -m pytest tests notebooks --nbval-lax --nbval-cell-timeout=900 \
 		-p no:cacheprovider --durations=15
+
+# The notebooks and the tests whose assertions depend on a trained model (CI runs them again under
+# another LAB_SEED and LAB_PRECISION=fp32).
+test-trains: $(STAMP)
+	LAB_PROFILE=smoke MPLBACKEND=Agg $(PY) -m pytest -m trains tests notebooks --nbval-lax --nbval-cell-timeout=900 \
+		-p no:cacheprovider --durations=5
+
+# Seeds 0-4 x (this CPU's default precision, fp32 with AVX2 kernels): one table of every claim's values.
+seeds: $(STAMP)
+	$(PY) -m labutils.seeds
 
 bench: $(STAMP)
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; MPLBACKEND=Agg $(PY) $$f || exit 1; done

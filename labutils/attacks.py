@@ -818,7 +818,9 @@ def gradient_masking_checks(eps_values: Sequence[float], pgd_acc: Sequence[float
         restarts_slack_images: the same for restarts (0: they can only help).
 
     Returns:
-        One dict per check: ``check`` (what is checked), ``passed`` (bool), ``detail`` (the numbers).
+        One dict per check: ``check`` (what is checked), ``passed`` (bool), ``detail`` (the numbers),
+        and ``value`` and ``bound``: each check passes when ``value <= bound`` (fractions of images),
+        so a notebook can assert them with :meth:`labutils.claims.Claims.at_most`.
     """
     eps_values, pgd_acc = list(map(float, eps_values)), list(map(float, pgd_acc))
     if len(eps_values) != len(pgd_acc) or not eps_values:
@@ -835,20 +837,24 @@ def gradient_masking_checks(eps_values: Sequence[float], pgd_acc: Sequence[float
     if fgsm_acc is not None:
         worst = max(p - float(f) for f, p in zip(fgsm_acc, pgd_acc))
         rows.append({"check": "PGD at least as strong as FGSM at every budget", "passed": worst <= slack + 1e-12,
-                     "detail": f"largest PGD - FGSM accuracy: {worst:+.2%} (allowed {slack:+.2%})"})
+                     "detail": f"largest PGD - FGSM accuracy: {worst:+.2%} (allowed {slack:+.2%})",
+                     "value": worst, "bound": slack + 1e-12})
     ok, rise = _non_increasing(pgd_acc, slack)
     rows.append({"check": "PGD accuracy never rises with the budget", "passed": ok,
-                 "detail": f"largest change to the next point: {rise:+.2%} (rise allowed: {slack:.2%})"})
+                 "detail": f"largest change to the next point: {rise:+.2%} (rise allowed: {slack:.2%})",
+                 "value": rise, "bound": slack + 1e-12})
     rows.append({"check": f"PGD accuracy <= {max_acc_at_largest_eps:.0%} at the largest budget",
                  "passed": pgd_acc[-1] <= max_acc_at_largest_eps + 1e-12,
-                 "detail": f"accuracy {pgd_acc[-1]:.2%} at eps {eps_values[-1]:.4g}"})
+                 "detail": f"accuracy {pgd_acc[-1]:.2%} at eps {eps_values[-1]:.4g}",
+                 "value": pgd_acc[-1], "bound": max_acc_at_largest_eps + 1e-12})
     for what, curves, allowed in (("steps", steps_curves, slack), ("restarts", restarts_curves,
                                                                     restarts_slack_images / n)):
         for label, accs in (curves or {}).items():
             ok, rise = _non_increasing([float(a) for a in accs], allowed)
             rows.append({"check": f"more {what} never weaker ({label})", "passed": ok,
                          "detail": f"largest change to the next point: {rise:+.2%} "
-                                   f"(rise allowed: {allowed:.2%})"})
+                                   f"(rise allowed: {allowed:.2%})",
+                         "value": rise, "bound": allowed + 1e-12})
     return rows
 
 

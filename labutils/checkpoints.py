@@ -4,7 +4,9 @@ A checkpoint is a dict ``{"meta": {...}, "state_dict": {...}, ...}`` saved with
 :func:`torch.save` to a temporary file and renamed into place (atomic on POSIX
 and Windows), and read back with ``torch.load(weights_only=True)``.  ``meta``
 records the architecture name and arguments, the data and the training
-config; :func:`get_or_train` keys files by a hash of it.
+config (whose seed carries the ``$LAB_SEED`` offset when it comes from a profile) and the
+precision the weights were trained in (bf16 or fp32, resolved for the device); :func:`get_or_train`
+keys files by a hash of it.
 
 Failure handling:
 
@@ -175,10 +177,12 @@ def get_or_train(
         raise ValueError("get_or_train: a run with a batch_hook must have a tag naming it, "
                          "or it would share a cache entry with the plain run.")
     model_kwargs = dict(model_kwargs or {})
-    meta = {"model": name, "model_kwargs": model_kwargs, "dataset": dataset, "config": config.to_dict(),
-            "tag": tag, "format": 1, "data_version": _data._CACHE_VERSION}
-    path = checkpoint_dir() / f"{name}-{dataset}-{run_key(meta)}.pt"
     device = torch.device(device) if device is not None else _train.default_device()
+    # The precision actually used (not the configured "auto"): a bf16-trained model is not an fp32 run's.
+    precision = "bf16" if _train.autocast_dtype(device, config.precision) is not None else "fp32"
+    meta = {"model": name, "model_kwargs": model_kwargs, "dataset": dataset, "config": config.to_dict(),
+            "precision": precision, "tag": tag, "format": 2, "data_version": _data._CACHE_VERSION}
+    path = checkpoint_dir() / f"{name}-{dataset}-{run_key(meta)}.pt"
     if path.exists() and not retrain:
         try:
             ckpt = load(path)

@@ -24,6 +24,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from . import settings
+
 __all__ = [
     "DATASETS",
     "CIFAR10_CLASSES",
@@ -60,9 +62,9 @@ class DatasetNotFoundError(FileNotFoundError):
 
 def data_dir() -> Path:
     """Directory holding downloads and caches: ``$LAB_DATA_DIR`` or the repository's ``data/``."""
-    env = os.environ.get("LAB_DATA_DIR")
-    if env:
-        path = Path(env).expanduser()
+    path = settings.data_dir()
+    if path is not None:
+        env = str(path)
         if not path.is_dir():
             raise NotADirectoryError(
                 f"LAB_DATA_DIR={env!r} is not an existing directory. Create it "

@@ -14,6 +14,10 @@ import os
 import platform
 from pathlib import Path
 
+from . import settings
+from .claims import run_context
+from .timing import load_timings
+
 __all__ = ["REFERENCES", "run_dir", "save_metrics", "load_metrics", "save_figure", "write_report", "machine_info"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -34,8 +38,7 @@ def run_dir() -> Path:
     """Where this run's outputs go: ``$LAB_RUN_DIR``, else ``runs/<profile>/`` in the repository."""
     from .profiles import profile_name
 
-    env = os.environ.get("LAB_RUN_DIR")
-    path = Path(env) if env else REPO_ROOT / "runs" / profile_name()
+    path = settings.run_dir() or REPO_ROOT / "runs" / profile_name()
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -56,12 +59,17 @@ def _clean(value):
 
 
 def save_metrics(notebook: str, metrics: dict, *, directory: str | os.PathLike | None = None) -> Path:
-    """Merge ``metrics`` (name -> number, or nested dict/list) into ``<run dir>/metrics/<notebook>.json``."""
+    """Merge ``metrics`` (name -> number, or nested dict/list) into ``<run dir>/metrics/<notebook>.json``.
+
+    The file's ``run`` entry records the seed offset, training precision and CPU kernels of the run
+    (:func:`labutils.claims.run_context`).
+    """
     folder = Path(directory) if directory is not None else run_dir() / "metrics"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{notebook}.json"
     current = json.loads(path.read_text()) if path.exists() else {}
     current.update(_clean(metrics))
+    current["run"] = run_context()  # seed offset, precision and CPU kernels the figures were measured with
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(current, indent=2, sort_keys=True))
     os.replace(tmp, path)
@@ -125,6 +133,11 @@ def write_report(directory: str | os.PathLike | None = None, *, profile: str | N
              f"Machine: {machine_info()['processor']}, {os.cpu_count()} cores. "
              "CIFAR-10 figures are measured on whichever copy the data directory held "
              "(the JPEG re-export in CI).", ""]
+    timings = load_timings(folder)
+    if timings:
+        lines += ["## Run time", "", "| notebook | seconds |", "| --- | ---: |"]
+        lines += [f"| {nb} | {sec:.0f} |" for nb, sec in sorted(timings.items())]
+        lines += [f"| total | {sum(timings.values()):.0f} |", ""]
     for notebook, values in metrics.items():
         lines += [f"## {notebook}", "", "| metric | measured | reference | source of the reference |",
                   "| --- | --- | --- | --- |"]

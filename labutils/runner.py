@@ -7,18 +7,27 @@ Each notebook runs with papermill (parameter ``PROFILE`` injected after its
 ``parameters`` cell) into ``runs/<profile>/``: the executed notebook, its
 figures under ``figures/`` and its metrics under ``metrics/``.  Finally
 ``runs/<profile>/report.md`` puts every metric next to its published reference
-value.  A failing notebook is reported with the cell that failed; the others
-still run, and the exit status is non-zero.
+value, and each notebook's run time.  A failing notebook is reported with the
+cell that failed; the others still run, and the exit status is non-zero.
+
+While it runs, the terminal shows the notebook, the cell being executed (its
+number and first line), the elapsed time and an estimate of the time left:
+from this machine's earlier run of the profile when there is one, else from
+the reference machine's times scaled by a short calibration
+(:mod:`labutils.timing`).  Kernels talk to the runner over local IPC sockets
+(POSIX), not TCP.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import timing
 from .profiles import PROFILES, profile_name
 from .report import REPO_ROOT, write_report
 from .train import MALLOC_ENV
@@ -72,12 +81,98 @@ def _failure(nb: Path, out: Path, exc: Exception) -> NotebookFailure:
     return NotebookFailure(nb, out, cell, error.strip().splitlines()[0] if error.strip() else error, source)
 
 
+def _minutes(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+class Progress:
+    """One status line for a series run: notebook, current cell, elapsed time, estimate of the time left.
+
+    On a terminal the line is redrawn in place every ``interval`` seconds (so the clock moves during a
+    long training cell); elsewhere (CI logs) one line is printed per cell.
+    """
+
+    def __init__(self, names: list[str], expected: list[float], *, stream=None, interval: float = 1.0,
+                 live: bool | None = None):
+        self.names, self.expected = names, expected
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty() if live is None else live
+        self.interval = interval
+        self.t_start = self.t_nb = time.perf_counter()
+        self.index, self.cell, self.n_cells, self.source = 0, 0, 0, ""
+        self._stop = threading.Event()
+        self._thread = None
+
+    def line(self) -> str:
+        now = time.perf_counter()
+        left = max(self.expected[self.index] - (now - self.t_nb), 0) + sum(self.expected[self.index + 1:])
+        first = self.source.strip().splitlines()[0][:60] if self.source.strip() else ""
+        return (f"[{self.index + 1}/{len(self.names)}] {self.names[self.index]} · cell {self.cell}/{self.n_cells}"
+                f" `{first}` · elapsed {_minutes(now - self.t_start)} · left ~{_minutes(left)}")
+
+    def notebook(self, index: int, n_cells: int) -> None:
+        self.index, self.n_cells, self.cell, self.source = index, n_cells, 0, ""
+        self.t_nb = time.perf_counter()
+
+    def on_cell_start(self, cell, cell_index: int, **_) -> None:
+        if cell.get("cell_type") != "code":
+            return
+        self.cell, self.source = self.cell + 1, cell.get("source", "")
+        if not self.live:
+            print(self.line(), file=self.stream, flush=True)
+
+    def write(self, text: str) -> None:
+        """Print a message above the status line."""
+        if self.live:
+            self.stream.write("\r\033[K")
+        print(text, file=self.stream, flush=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                width = os.get_terminal_size(self.stream.fileno()).columns - 1
+            except (OSError, ValueError):
+                width = 120
+            self.stream.write("\r\033[K" + self.line()[:width])
+            self.stream.flush()
+
+    def __enter__(self):
+        if self.live:
+            self._thread = threading.Thread(target=self._loop, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
+def _ipc_kernel_manager():
+    """A kernel manager class whose kernels use local IPC sockets (POSIX); None where TCP is the only choice."""
+    if os.name != "posix":
+        return None
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        """Kernels on Unix-domain sockets: no TCP port, nothing to encrypt."""
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.transport = "ipc"
+
+    return IPCKernelManager
+
+
 def run_series(profile: str, *, selection: list[str] | None = None, out_dir: Path | None = None,
                kernel: str = "python3", progress: bool = True,
                folder: Path = NOTEBOOK_DIR) -> tuple[Path, list[NotebookFailure]]:
     """Execute the notebooks of ``folder`` for ``profile``; return ``(report path, failures)``."""
+    import nbformat
     import papermill
-    from tqdm.auto import tqdm
 
     profile = profile_name(profile)
     out_dir = Path(out_dir) if out_dir is not None else REPO_ROOT / "runs" / profile
@@ -89,19 +184,31 @@ def run_series(profile: str, *, selection: list[str] | None = None, out_dir: Pat
         os.environ.setdefault(key, value)
     failures: list[NotebookFailure] = []
     todo = notebooks(selection, folder)
-    bar = tqdm(todo, desc=f"notebooks ({profile})", unit="nb", disable=not progress)
-    for nb in bar:
-        bar.set_postfix_str(nb.name)
-        out = out_dir / nb.name
-        t0 = time.perf_counter()
-        try:
-            papermill.execute_notebook(str(nb), str(out), parameters={"PROFILE": profile}, kernel_name=kernel,
-                                       cwd=str(nb.parent), progress_bar=False, log_output=False)
-        except Exception as exc:  # papermill's execution error carries the failing cell
-            failures.append(_failure(nb, out, exc))
-            tqdm.write(f"FAILED {failures[-1]}")
-        else:
-            tqdm.write(f"ok     {nb.name} ({time.perf_counter() - t0:.0f} s)")
+    names = [nb.stem for nb in todo]
+    measured = timing.load_timings(out_dir)
+    factor = 1.0 if all(n in measured for n in names) or not progress else timing.speed_factor(timing.calibrate())
+    expected = timing.expected_seconds(profile, names, factor, measured)
+    engine = {"kernel_manager_class": km} if (km := _ipc_kernel_manager()) is not None else {}
+    timings: dict[str, float] = {}
+    with Progress(names, expected, stream=sys.stderr if progress else open(os.devnull, "w")) as bar:
+        bar.write(f"{len(todo)} notebook(s), profile {profile}: about {_minutes(sum(expected))} expected on this "
+                  f"machine ({'its earlier run' if measured else f'reference times x {factor:.2f}'})")
+        for i, nb in enumerate(todo):
+            bar.notebook(i, sum(c.cell_type == "code" for c in nbformat.read(nb, as_version=4).cells) + 1)
+            out = out_dir / nb.name
+            t0 = time.perf_counter()
+            try:
+                papermill.execute_notebook(str(nb), str(out), parameters={"PROFILE": profile}, kernel_name=kernel,
+                                           cwd=str(nb.parent), progress_bar=False, log_output=False,
+                                           on_cell_start=bar.on_cell_start, **engine)
+            except Exception as exc:  # papermill's execution error carries the failing cell
+                failures.append(_failure(nb, out, exc))
+                bar.write(f"FAILED {failures[-1]}")
+            else:
+                timings[nb.stem] = time.perf_counter() - t0
+                bar.write(f"ok     {nb.name} ({timings[nb.stem]:.0f} s)")
+    if timings:
+        timing.save_timings(out_dir, timings)
     report = write_report(out_dir, profile=profile)
     return report, failures
 

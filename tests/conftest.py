@@ -2,20 +2,37 @@
 
 The tests run offline on the data directory named by ``LAB_DATA_DIR`` (CI
 unpacks ``../shared/datasets`` there); a missing dataset is an error, never a skip.
+
+``$LAB_SEED`` (default 0) offsets every seed below, so ``LAB_SEED=3 make test``
+trains other models and draws other subsets.  Tests whose assertions depend on
+a trained model carry the ``trains`` marker (added here for every test that
+uses ``small_model``): ``pytest -m trains`` is what CI repeats under another
+seed and fp32, and what ``make seeds`` runs under seeds 0-4.
 """
 from __future__ import annotations
 
 import pytest
 import torch
 
-from labutils import data, models, train
+from labutils import data, models, settings, train
+from labutils.claims import Claims
+
+SEED = settings.seed()
+TRAINED_FIXTURES = {"small_model"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark ``trains``: tests using a trained fixture, and the notebooks' cells (they train the course's models)."""
+    for item in items:
+        if TRAINED_FIXTURES & set(getattr(item, "fixturenames", ())) or item.path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.trains)
 
 
 @pytest.fixture(scope="session")
 def cifar_small():
-    """(train, test): 3000 training and 500 test CIFAR-10 images, uint8, fixed subset."""
-    tr = train.subset(*data.load("cifar10", "train"), 3000, seed=1)
-    te = train.subset(*data.load("cifar10", "test"), 500, seed=2)
+    """(train, test): 3000 training and 500 test CIFAR-10 images, uint8, a subset fixed by the seed."""
+    tr = train.subset(*data.load("cifar10", "train"), 3000, seed=1 + SEED)
+    te = train.subset(*data.load("cifar10", "test"), 500, seed=2 + SEED)
     return tr, te
 
 
@@ -23,10 +40,10 @@ def cifar_small():
 def small_model(cifar_small):
     """A SimpleCNN trained for 2 epochs on 3000 images (about 35-40 % test accuracy), eval mode, CPU, fp32."""
     tr, _ = cifar_small
-    torch.manual_seed(0)
+    torch.manual_seed(SEED)
     model = models.SimpleCNN()
     cfg = train.TrainConfig(epochs=2, batch_size=64, optimizer="adam", lr=1e-3, weight_decay=0.0,
-                            schedule="constant", warmup=0.0, precision="fp32", seed=0)
+                            schedule="constant", warmup=0.0, precision="fp32", seed=SEED)
     train.fit(model, tr, cfg, device="cpu", progress=False)
     return model.eval().to(memory_format=torch.contiguous_format)
 
@@ -50,3 +67,9 @@ def one_thread(small_model):
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def claims(request):
+    """:class:`labutils.claims.Claims` for this test: numbers about trained models, checked and logged."""
+    return Claims(request.node.nodeid, verbose=False)

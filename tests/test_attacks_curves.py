@@ -87,7 +87,8 @@ def test_masking_checks_pass_on_a_healthy_evaluation():
     rows = attacks.gradient_masking_checks([0, 4 / 255, 8 / 255], [0.8, 0.1, 0.0], 100, fgsm_acc=[0.8, 0.3, 0.1],
                                            steps_curves={"a": [0.3, 0.2, 0.21]}, restarts_curves={"a": [0.2, 0.2]})
     assert len(rows) == 5 and all(_passed(rows).values())
-    assert all(set(r) == {"check", "passed", "detail"} for r in rows)
+    assert all(set(r) == {"check", "passed", "detail", "value", "bound"} for r in rows)
+    assert all(r["passed"] == (r["value"] <= r["bound"]) for r in rows)
 
 
 def test_masking_checks_flag_each_symptom():

@@ -122,12 +122,12 @@ def test_pgd_defaults_and_kwargs_pass_through(small_model, six):
         assert torch.equal(r["pred"], small_model(x_adv).argmax(1))
 
 
-def test_iterative_beats_one_step(small_model, six):
+def test_iterative_beats_one_step(small_model, six, claims):
     x, y = six
     one = attacks.targeted_success_matrix(small_model, x, y, "fgsm", eps=EPS, num_classes=K, progress=False)
     many = attacks.targeted_success_matrix(small_model, x, y, "pgd", eps=EPS, steps=10, alpha=1 / 255,
                                            random_start=False, num_classes=K, progress=False)
-    assert many["success_rate"] >= one["success_rate"]
+    claims.at_least("targeted success rate, iterative - one step", many["success_rate"] - one["success_rate"], 0)
 
 
 def test_callable_attack_gets_targeted_flag(small_model, six):

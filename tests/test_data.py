@@ -144,17 +144,26 @@ def test_corrupt_idx_file(empty_data_dir):
         data.load("fashion_mnist", "test", download=False)
 
 
-def test_corrupt_cache_is_rebuilt(tmp_path, monkeypatch):
-    import shutil
+def _write_idx(path, array: np.ndarray) -> None:
+    """An unsigned-byte IDX file (the Fashion-MNIST format), gzipped when ``path`` ends in .gz."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
 
-    src = data.data_dir() / "FashionMNIST" / "raw"  # the real data directory, before switching
-    monkeypatch.setenv("LAB_DATA_DIR", str(tmp_path))
-    raw = tmp_path / "FashionMNIST" / "raw"
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_corrupt_cache_is_rebuilt(empty_data_dir, suffix):
+    """Written here, plain or gzipped IDX files (both layouts that load accepts): nothing depends on the user's data."""
+    raw = empty_data_dir / "FashionMNIST" / "raw"
     raw.mkdir(parents=True)
-    for f in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
-        shutil.copy(src / f, raw / f)
-    x1, _ = data.load("fashion_mnist", "test", download=False)
-    cache = next((tmp_path / "cache").glob("fashion_mnist-test-*.pt"))
+    rng = np.random.default_rng(4)
+    images, labels = rng.integers(0, 256, (7, 28, 28), dtype=np.uint8), rng.integers(0, 10, 7, dtype=np.uint8)
+    _write_idx(raw / f"t10k-images-idx3-ubyte{suffix}", images)
+    _write_idx(raw / f"t10k-labels-idx1-ubyte{suffix}", labels)
+    x1, y1 = data.load("fashion_mnist", "test", download=False)
+    assert torch.equal(x1[:, 0], torch.from_numpy(images)) and y1.tolist() == labels.tolist()
+    cache = next((empty_data_dir / "cache").glob("fashion_mnist-test-*.pt"))
     cache.write_bytes(b"not a tensor file")
     x2, _ = data.load("fashion_mnist", "test", download=False)
     assert torch.equal(x1, x2)

@@ -63,6 +63,8 @@ def test_notebook_hygiene(path):
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "stored with outputs"
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1 and "PROFILE = None" in tagged[0].source
+    assert "SEED = None" in tagged[0].source  # $LAB_SEED unless the instructor sets it
+    assert "profiles.profile(PROFILE, seed=SEED)" in "".join(c.source for c in code)  # seeds every training run
     assert nb.metadata["kernelspec"]["name"] == "python3"
     assert "sys.path" not in "".join(c.source for c in code), "install labutils, never edit sys.path"
     sources = [c.source for c in nb.cells]
@@ -72,3 +74,13 @@ def test_notebook_hygiene(path):
         assert "### END SOLUTION" in sources[i]
         assert "check(" in sources[i + 1], f"the cell after exercise cell {i} must check the answer"
     assert any("report.save_metrics" in s for s in sources)
+
+
+def test_ci_repeats_the_model_tests_under_another_seed_fp32_and_avx2():
+    ci = (ROOT / ".ci" / "run").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    assert "\nmake test\n" in ci
+    assert re.search(r'LAB_SEED="\$seed" LAB_PRECISION=fp32 make test-trains', ci)
+    assert "ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2" in ci
+    assert re.search(r"^test-trains: .*\n.*pytest -m trains tests notebooks", makefile, re.M)
+    assert re.search(r"^seeds: .*\n\t\$\(PY\) -m labutils.seeds", makefile, re.M)

@@ -9,15 +9,19 @@ import pytest
 from labutils import profiles, report, runner, train
 
 
-def test_profiles_share_the_same_knobs():
+def test_profiles_share_the_same_knobs(monkeypatch):
     keys = {name: set(p) for name, p in profiles.PROFILES.items()}
     assert set(keys) == {"smoke", "standard", "full"}
     assert keys["smoke"] == keys["standard"] == keys["full"]
-    for p in profiles.PROFILES.values():
-        assert isinstance(p.fast_config, train.TrainConfig) and isinstance(p.simple_config, train.TrainConfig)
-    # smoke is the cheapest, full the most thorough
-    s, d, f = (profiles.PROFILES[n] for n in ("smoke", "standard", "full"))
-    assert s.n_attack <= d.n_attack <= f.n_attack and s.fast_config.epochs <= d.fast_config.epochs <= f.fast_config.epochs
+    for precision in ("bf16", "fp32"):  # a recipe may be given per precision; profile() resolves it
+        monkeypatch.setenv("LAB_PRECISION", precision)
+        for name in profiles.PROFILES:
+            p = profiles.profile(name)
+            assert p.precision == precision and p.fast_config.precision in (precision, "auto")
+            assert isinstance(p.fast_config, train.TrainConfig) and isinstance(p.simple_config, train.TrainConfig)
+        # smoke is the cheapest, full the most thorough
+        s, d, f = (profiles.profile(n) for n in ("smoke", "standard", "full"))
+        assert s.n_attack <= d.n_attack <= f.n_attack and s.fast_config.epochs <= d.fast_config.epochs <= f.fast_config.epochs
 
 
 def test_profile_selection(monkeypatch):
@@ -32,13 +36,16 @@ def test_profile_selection(monkeypatch):
         profiles.profile("smoke").n_tests
 
 
-def test_metrics_merge_and_report(tmp_path):
+def test_metrics_merge_and_report(tmp_path, monkeypatch):
+    monkeypatch.delenv("LAB_SEED", raising=False)
     report.save_metrics("00_setup_and_baselines", {"simple_cnn_test_acc": 0.5, "nan_value": float("nan")},
                         directory=tmp_path / "metrics")
     report.save_metrics("00_setup_and_baselines", {"fastnet_test_acc": 0.9, "curve": [1, 2]},
                         directory=tmp_path / "metrics")
     got = json.loads((tmp_path / "metrics" / "00_setup_and_baselines.json").read_text())
+    run = got.pop("run")  # what the figures were measured with
     assert got == {"simple_cnn_test_acc": 0.5, "nan_value": None, "fastnet_test_acc": 0.9, "curve": [1, 2]}
+    assert run["seed"] == 0 and run["precision"] in ("fp32", "bf16") and run["cpu_capability"]
     text = report.write_report(tmp_path, profile="smoke").read_text()
     assert "| simple_cnn_test_acc | 0.5 | 0.737 (fraction) |" in text
     assert "course design documents" in text and "curve" not in text
@@ -55,6 +62,7 @@ def _notebook(path, cells):
 
 
 def test_runner_executes_notebooks_and_reports_failures(tmp_path, monkeypatch):
+    monkeypatch.delenv("LAB_SEED", raising=False)
     for key in train.MALLOC_ENV:  # as when the runner is started outside make
         monkeypatch.delenv(key, raising=False)
     nbdir = tmp_path / "notebooks"
@@ -74,6 +82,7 @@ def test_runner_executes_notebooks_and_reports_failures(tmp_path, monkeypatch):
     rep, failures = runner.run_series("smoke", out_dir=out, folder=nbdir, progress=False)
     assert (out / "00_setup_and_baselines.ipynb").exists() and (out / "01_broken.ipynb").exists()
     metrics = json.loads((out / "metrics" / "00_setup_and_baselines.json").read_text())
+    assert metrics.pop("run")["seed"] == 0
     # the kernel started with the reuse-friendly malloc settings
     assert metrics == {"simple_cnn_test_acc": 0.7, "profile": "smoke", "malloc_tuned": True}
     assert len(failures) == 1 and failures[0].notebook.name == "01_broken.ipynb"

@@ -6,10 +6,12 @@ import dataclasses
 import pytest
 import torch
 
-from labutils import data, models, train
+from labutils import data, models, settings, train
 
+pytestmark = pytest.mark.trains
+SEED = settings.seed()
 TINY = train.TrainConfig(epochs=2, batch_size=64, optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4,
-                         schedule="triangular", warmup=0.25, precision="fp32", seed=7)
+                         schedule="triangular", warmup=0.25, precision="fp32", seed=7 + SEED)
 
 
 @pytest.fixture(scope="module")
@@ -23,24 +25,27 @@ def _weights(model):
 
 
 def test_fit_is_repeatable_on_cpu(tiny_set):
-    torch.manual_seed(0)
+    torch.manual_seed(SEED)
     a = models.SimpleCNN()
-    torch.manual_seed(0)
+    torch.manual_seed(SEED)
     b = models.SimpleCNN()
     train.fit(a, tiny_set, TINY, device="cpu", progress=False)
     train.fit(b, tiny_set, TINY, device="cpu", progress=False)
     assert torch.equal(_weights(a), _weights(b))
 
 
-def test_fit_learns_and_reports_history(cifar_small):
+def test_fit_learns_and_reports_history(cifar_small, claims):
     (x, y), (xt, yt) = cifar_small
     model = models.FastNet(widths=(16, 32, 64))
     cfg = dataclasses.replace(TINY, epochs=3, lr=0.4, label_smoothing=0.2, optimizer="sgd", batch_size=128)
     before = train.evaluate(model, xt, yt)
     result = train.fit(model, (x[:1536], y[:1536]), cfg, test=(xt, yt), device="cpu", progress=False)
     assert [h["epoch"] for h in result.history] == [1, 2, 3]
-    assert result.history[-1]["loss"] < result.history[0]["loss"]
-    assert result.history[-1]["test_acc"] > max(0.2, before + 0.05)
+    claims.at_least("training loss, first epoch - last epoch", result.history[0]["loss"] - result.history[-1]["loss"],
+                    1e-6)
+    # 19.6-29.6 % over seeds 0-4 and both CPU kernels (make seeds), from about 10 % untrained
+    claims.at_least("test accuracy after 3 epochs", result.history[-1]["test_acc"], 0.15)
+    claims.at_least("test accuracy gain over the untrained model", result.history[-1]["test_acc"] - before, 0.05)
     assert result.train_seconds > 0 and result.precision == "float32"
     assert not model.training
 
@@ -149,3 +154,41 @@ def test_build_registry():
     assert isinstance(models.build("simple_cnn"), models.SimpleCNN)
     with pytest.raises(ValueError, match="Unknown model"):
         models.build("resnet1000")
+
+
+def test_progressive_resizing_trains_early_epochs_small(tiny_set):
+    """early_size: the first early_epochs see downscaled images (the model pools globally), the rest full size."""
+    sizes = []
+
+    def hook(model, x, y):
+        sizes.append(tuple(x.shape[-2:]))
+        return x, y
+
+    cfg = dataclasses.replace(TINY, epochs=3, early_size=20, early_epochs=2, batch_size=128)
+    model = models.FastNet(widths=(8, 16, 32))
+    train.fit(model, tiny_set, cfg, device="cpu", progress=False, batch_hook=hook)
+    assert sizes == [(20, 20)] * 4 + [(32, 32)] * 2  # 256 images, 2 batches per epoch
+    with pytest.raises(ValueError, match="early_epochs must be in"):
+        dataclasses.replace(TINY, epochs=2, early_size=24, early_epochs=2)
+    with pytest.raises(ValueError, match="early_size must be"):
+        dataclasses.replace(TINY, early_size=4, early_epochs=1)
+
+
+def test_flip_shift_tta_averages_six_views():
+    torch.manual_seed(SEED)
+    model = models.SimpleCNN().eval()
+    x = torch.rand(3, 3, 32, 32)
+    rows_up = torch.tensor([1] + list(range(31)))  # view shifted down-right by one pixel: x[i - 1], reflected at 0
+    rows_down = torch.tensor(list(range(1, 32)) + [30])  # x[i + 1], reflected at 31
+
+    def flip_mean(z):
+        with torch.no_grad():
+            return 0.5 * (model(z) + model(z.flip(3)))
+
+    views = [x[:, :, rows_up][:, :, :, rows_up], x[:, :, rows_down][:, :, :, rows_down]]
+    expected = 0.5 * flip_mean(x) + 0.25 * (flip_mean(views[0]) + flip_mean(views[1]))
+    got = train.predict_logits(model, x, tta="flip+shift")
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(train.predict_logits(model, x, tta="flip"), flip_mean(x), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="tta must be one of"):
+        train.predict_logits(model, x, tta="rotate")

@@ -1,0 +1,106 @@
+"""How long the series takes on this machine: a short calibration and the expected time per notebook.
+
+:func:`calibrate` times a few FastNet training steps at the precision this
+machine trains in; divided by the same measurement on the reference machine
+(:data:`REFERENCE`) it gives a speed factor, and :func:`expected_seconds`
+scales the reference machine's notebook times (:data:`EXPECTED_SECONDS`,
+measured with an empty checkpoint cache) by it.  The runner uses this for its
+estimate of the time left; once a run has finished, its own per-notebook
+times (``runs/<profile>/timings.json``) replace the estimate.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+__all__ = ["REFERENCE", "EXPECTED_SECONDS", "calibrate", "speed_factor", "expected_seconds", "load_timings",
+           "save_timings"]
+
+# The reference machine: a student's laptop-class CPU as CI reproduces it (2 cores, AVX2 kernels, fp32):
+# ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 LAB_PRECISION=fp32 on a 2-core AMD EPYC.
+REFERENCE = {
+    "machine": "2-core AMD EPYC, AVX2 kernels, fp32",
+    "step_seconds": 0.60,  # calibrate() there: 0.59-0.63 s for one FastNet training step on 256 images
+}
+# Seconds per notebook on the reference machine, empty checkpoint cache (the notebook trains what it needs).
+# smoke: measured (median of `make seeds`' five fp32 runs).  standard: notebook 00 measured; 01-03 are the
+# bf16 times of an earlier standard run scaled by the measured fp32/bf16 attack-step ratio (3.2x): a run of
+# the whole standard series replaces them with this machine's own times (runs/standard/timings.json).
+EXPECTED_SECONDS: dict[str, dict[str, float]] = {
+    "smoke": {"00": 44.0, "01": 16.0, "02": 21.0, "03": 42.0},
+    "standard": {"00": 900.0, "01": 400.0, "02": 390.0, "03": 2200.0},
+    "full": {"00": 600.0, "01": 300.0, "02": 300.0, "03": 900.0},  # a GPU: rough guesses, no run measured yet
+}
+
+
+def calibrate(steps: int = 3, batch_size: int = 256, device: str | torch.device = "cpu") -> float:
+    """Median seconds of one FastNet training step (forward, backward, SGD) on random images.
+
+    Runs at the precision :func:`labutils.train.autocast_dtype` picks for ``device`` and in
+    channels_last, as :func:`labutils.train.fit` does; one warm-up step is not counted.
+    Takes a few seconds on a 2-core CPU.
+    """
+    from .models import FastNet
+    from .train import _autocast, autocast_dtype
+
+    device = torch.device(device)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(batch_size, 3, 32, 32, generator=gen).to(device).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (batch_size,), generator=gen).to(device)
+    model = FastNet().to(device).to(memory_format=torch.channels_last).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+    amp = autocast_dtype(device)
+    times = []
+    for i in range(steps + 1):
+        t0 = time.perf_counter()
+        with _autocast(device, amp):
+            loss = torch.nn.functional.cross_entropy(model(x).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i:
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def speed_factor(step_seconds: float) -> float:
+    """How many times longer this machine takes than the reference (from :func:`calibrate`'s result)."""
+    return step_seconds / REFERENCE["step_seconds"]
+
+
+def expected_seconds(profile: str, notebooks: list[str], factor: float, measured: dict | None = None) -> list[float]:
+    """Expected seconds per notebook (names like ``"02_fgsm..."``) for ``profile`` on this machine.
+
+    ``measured`` (notebook name -> seconds of an earlier run here) wins over the reference times
+    scaled by ``factor``; a notebook the table does not know is given the table's mean.
+    """
+    table = EXPECTED_SECONDS.get(profile, {})
+    fallback = statistics.mean(table.values()) if table else 60.0
+    scale = 1.0 if profile == "full" else factor
+    return [float((measured or {}).get(nb) or table.get(nb[:2], fallback) * scale) for nb in notebooks]
+
+
+def load_timings(folder: str | Path) -> dict[str, float]:
+    """Per-notebook seconds of the last run in ``folder`` (``timings.json``), or an empty dict."""
+    path = Path(folder) / "timings.json"
+    try:
+        return {k: float(v) for k, v in json.loads(path.read_text()).items()}
+    except FileNotFoundError:
+        return {}
+    except (ValueError, AttributeError) as exc:
+        print(f"note: ignoring unreadable {path} ({exc}); estimates come from the reference times")
+        return {}
+
+
+def save_timings(folder: str | Path, timings: dict[str, float]) -> Path:
+    """Merge ``timings`` (notebook name -> seconds) into ``folder/timings.json``."""
+    path = Path(folder) / "timings.json"
+    merged = {**load_timings(folder), **timings}
+    path.write_text(json.dumps(merged, indent=2, sort_keys=True))
+    return path
