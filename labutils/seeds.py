@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="what pytest collects (default: tests notebooks), e.g. notebooks/03_pgd_and_norms.ipynb")
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     args = parser.parse_args(argv)
+    args.out = args.out.resolve()  # the notebooks' kernels run in notebooks/: the claims log needs an absolute path
     args.out.mkdir(parents=True, exist_ok=True)
     runs = []
     for seed in args.seeds:
