@@ -20,6 +20,7 @@ the reference machine's times scaled by a short calibration
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 import threading
@@ -102,6 +103,7 @@ class Progress:
         self.t_start = self.t_nb = time.perf_counter()
         self.index, self.cell, self.n_cells, self.source = 0, 0, 0, ""
         self._stop = threading.Event()
+        self._lock = threading.Lock()  # the redraw thread and messages share one terminal line
         self._thread = None
 
     def line(self) -> str:
@@ -124,9 +126,10 @@ class Progress:
 
     def write(self, text: str) -> None:
         """Print a message above the status line."""
-        if self.live:
-            self.stream.write("\r\033[K")
-        print(text, file=self.stream, flush=True)
+        with self._lock:
+            if self.live:
+                self.stream.write("\r\033[K")
+            print(text, file=self.stream, flush=True)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
@@ -134,8 +137,9 @@ class Progress:
                 width = os.get_terminal_size(self.stream.fileno()).columns - 1
             except (OSError, ValueError):
                 width = 120
-            self.stream.write("\r\033[K" + self.line()[:width])
-            self.stream.flush()
+            with self._lock:
+                self.stream.write("\r\033[K" + self.line()[:width])
+                self.stream.flush()
 
     def __enter__(self):
         if self.live:
@@ -190,7 +194,8 @@ def run_series(profile: str, *, selection: list[str] | None = None, out_dir: Pat
     expected = timing.expected_seconds(profile, names, factor, measured)
     engine = {"kernel_manager_class": km} if (km := _ipc_kernel_manager()) is not None else {}
     timings: dict[str, float] = {}
-    with Progress(names, expected, stream=sys.stderr if progress else open(os.devnull, "w")) as bar:
+    stream = sys.stderr if progress else io.StringIO()
+    with Progress(names, expected, stream=stream, live=None if progress else False) as bar:
         bar.write(f"{len(todo)} notebook(s), profile {profile}: about {_minutes(sum(expected))} expected on this "
                   f"machine ({'its earlier run' if measured else f'reference times x {factor:.2f}'})")
         for i, nb in enumerate(todo):
