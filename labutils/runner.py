@@ -179,7 +179,8 @@ def run_series(profile: str, *, selection: list[str] | None = None, out_dir: Pat
     import papermill
 
     profile = profile_name(profile)
-    out_dir = Path(out_dir) if out_dir is not None else REPO_ROOT / "runs" / profile
+    # absolute: the kernels run in the notebooks' folder and write metrics and figures under LAB_RUN_DIR
+    out_dir = Path(out_dir).resolve() if out_dir is not None else REPO_ROOT / "runs" / profile
     out_dir.mkdir(parents=True, exist_ok=True)
     os.environ["LAB_RUN_DIR"] = str(out_dir)
     os.environ["LAB_PROFILE"] = profile

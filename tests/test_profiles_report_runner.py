@@ -79,7 +79,8 @@ def test_runner_executes_notebooks_and_reports_failures(tmp_path, monkeypatch):
         ("assert x == 2, 'the claim does not hold'", []),
     ])
     out = tmp_path / "runs"
-    rep, failures = runner.run_series("smoke", out_dir=out, folder=nbdir, progress=False)
+    monkeypatch.chdir(tmp_path)  # a relative output folder still collects the kernels' metrics
+    rep, failures = runner.run_series("smoke", out_dir="runs", folder=nbdir, progress=False)
     assert (out / "00_setup_and_baselines.ipynb").exists() and (out / "01_broken.ipynb").exists()
     metrics = json.loads((out / "metrics" / "00_setup_and_baselines.json").read_text())
     assert metrics.pop("run")["seed"] == 0
