@@ -390,28 +390,39 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: EpsLike, alpha:
 
 
 def _pgd_restarts(atk: _Attacker, eps, alpha, steps, norm, targeted, restarts, generator) -> torch.Tensor:
+    best = None
+    for best in _iter_restarts(atk, eps, alpha, steps, norm, targeted, restarts, generator):
+        pass
+    return best
+
+
+def _iter_restarts(atk: _Attacker, eps, alpha, steps, norm, targeted, restarts, generator):
+    """Yield the batch's adversarial images after each of ``restarts`` restarts (the same tensor, updated).
+
+    Restart ``k`` attacks only the images no earlier restart fooled, so the result after ``k``
+    restarts is exactly what ``pgd(..., restarts=k)`` returns with the same generator.
+    """
     best = atk.x.clone()
     best_loss = torch.full((atk.n,), -math.inf, device=atk.device)
     done = torch.zeros(atk.n, dtype=torch.bool, device=atk.device)
     for _ in range(restarts):
         idx = (~done).nonzero().squeeze(1)
-        if idx.numel() == 0:
-            break
-        pick = (lambda v: v[idx] if isinstance(v, torch.Tensor) else v)
-        xs, ys = atk.x[idx], atk.y[idx]
-        cand = _pgd_once(atk, xs, ys, pick(eps), pick(alpha), steps, norm, True, targeted, generator)
-        with torch.no_grad():
-            out = atk.logits(cand, ys)
-            loss = F.cross_entropy(out, ys, reduction="none")
-            score = -loss if targeted else loss
-            pred = out.argmax(1)
-            success = pred == ys if targeted else pred != ys
-            better = success | (score > best_loss[idx])
-            take = idx[better]
-            best[take] = cand[better]
-            best_loss[take] = score[better]
-            done[idx[success]] = True
-    return best
+        if idx.numel():
+            pick = (lambda v: v[idx] if isinstance(v, torch.Tensor) else v)
+            xs, ys = atk.x[idx], atk.y[idx]
+            cand = _pgd_once(atk, xs, ys, pick(eps), pick(alpha), steps, norm, True, targeted, generator)
+            with torch.no_grad():
+                out = atk.logits(cand, ys)
+                loss = F.cross_entropy(out, ys, reduction="none")
+                score = -loss if targeted else loss
+                pred = out.argmax(1)
+                success = pred == ys if targeted else pred != ys
+                better = success | (score > best_loss[idx])
+                take = idx[better]
+                best[take] = cand[better]
+                best_loss[take] = score[better]
+                done[idx[success]] = True
+        yield best
 
 
 # --------------------------------------------------------------------------- evaluation helpers
@@ -725,7 +736,9 @@ def pgd_accuracy_grid(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_va
     Comparisons between runs are fair: without random start every run is deterministic; with it,
     every run of every configuration draws its starts from a generator reseeded with ``seed + b``
     for batch ``b``, so ``restarts=r`` begins with exactly the starts of ``restarts=1`` and (since
-    :func:`pgd` keeps the images already fooled) is never weaker than it.
+    :func:`pgd` keeps the images already fooled) is never weaker than it.  All the restart counts
+    of one (eps, steps, alpha) come from a single run of the largest: the images after ``r``
+    restarts are exactly those of ``pgd(..., restarts=r)``.
 
     Args:
         model: classifier taking ``[0, 1]`` images and returning logits ``(N, K)``.
@@ -765,23 +778,39 @@ def pgd_accuracy_grid(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_va
     bar = tqdm(total=len(configs) * n_batches, desc="PGD grid", disable=not progress, leave=False, mininterval=0.5)
     records = []
     try:
-        for eps, steps, factor, restarts in configs:
+        for eps, steps, factor in dict.fromkeys(c[:3] for c in configs):
+            # one run of the most restarts: the result after r restarts is that of restarts=r
             alpha = factor * eps / steps
-            correct = 0
+            correct = dict.fromkeys(restarts_values, 0)
             for b, i in enumerate(range(0, n, batch_size)):
                 xb, yb = _float_batch(x[i: i + batch_size]), y[i: i + batch_size]
                 gen = torch.Generator(device=device).manual_seed(seed + b) if random_start else None
-                x_adv = pgd(model, xb, yb, eps, alpha, steps, norm=norm, random_start=random_start,
-                            restarts=restarts, precision=precision, generator=gen)
-                correct += _count_correct(model, x_adv, yb)
-                bar.update(1)
-            acc = correct / n if n else float("nan")
-            records.append({"eps": eps, "steps": steps, "alpha_factor": factor, "alpha": alpha,
-                            "restarts": restarts, "accuracy": acc, "n": n})
+                for r, x_adv in _pgd_by_restarts(model, xb, yb, eps, alpha, steps, norm, random_start,
+                                                 max(restarts_values), precision, gen):
+                    if r in correct:
+                        correct[r] += _count_correct(model, x_adv, yb)
+                bar.update(len(correct))
+            for restarts in restarts_values:
+                acc = correct[restarts] / n if n else float("nan")
+                records.append({"eps": eps, "steps": steps, "alpha_factor": factor, "alpha": alpha,
+                                "restarts": restarts, "accuracy": acc, "n": n})
             bar.set_postfix(eps=f"{eps:.4g}", steps=steps, acc=f"{acc:.3f}")
     finally:
         bar.close()
     return records
+
+
+def _pgd_by_restarts(model, x, y, eps, alpha, steps, norm, random_start, restarts, precision, generator):
+    """Yield ``(r, x_adv)`` for r = 1..restarts: ``pgd(..., restarts=r)``'s result, from one run."""
+    if restarts == 1:
+        yield 1, pgd(model, x, y, eps, alpha, steps, norm=norm, random_start=random_start, precision=precision,
+                     generator=generator)
+        return
+    atk = _Attacker(model, x, y, precision)
+    eps_v, alpha_v = atk.view(_check_eps(eps, atk.n, norm, atk.dim)), atk.view(_check_alpha(alpha, atk.n, norm, atk.dim))
+    with attack_mode(model):
+        for r, best in enumerate(_iter_restarts(atk, eps_v, alpha_v, steps, norm, False, restarts, generator), 1):
+            yield r, atk.finish(best, x)
 
 
 def _non_increasing(values: Sequence[float], slack: float) -> tuple[bool, float]:

@@ -43,13 +43,16 @@ def test_grid_restarts_share_starts_and_never_weaken(small_model, batch):
     accs = [r["accuracy"] for r in recs]
     assert all(b <= a for a, b in zip(accs, accs[1:])), accs  # exact: restarts keep earlier successes
     assert accs == [r["accuracy"] for r in attacks.pgd_accuracy_grid(small_model, x, y, [2 / 255], [2], **kw)]
-    # restarts=1 uses the generator seeded with seed + batch index for each batch
-    correct = 0
-    for b, i in enumerate(range(0, 16, 8)):
-        g = torch.Generator().manual_seed(5 + b)
-        x_adv = attacks.pgd(small_model, x[i:i + 8], y[i:i + 8], 2 / 255, 2.5 * (2 / 255) / 2, 2, generator=g)
-        correct += int((small_model(x_adv).argmax(1) == y[i:i + 8]).sum())
-    assert accs[0] == correct / 16
+    # restarts=r is pgd(..., restarts=r) with the generator seeded with seed + batch index for each
+    # batch (the grid computes all r in one run of the most restarts)
+    for k, restarts in enumerate([1, 2, 3]):
+        correct = 0
+        for b, i in enumerate(range(0, 16, 8)):
+            g = torch.Generator().manual_seed(5 + b)
+            x_adv = attacks.pgd(small_model, x[i:i + 8], y[i:i + 8], 2 / 255, 2.5 * (2 / 255) / 2, 2,
+                                restarts=restarts, generator=g)
+            correct += int((small_model(x_adv).argmax(1) == y[i:i + 8]).sum())
+        assert accs[k] == correct / 16, (restarts, accs)
 
 
 def test_grid_input_checks(small_model, batch):
