@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # glibc malloc: keep freed activation memory for reuse instead of unmapping it (CPU steps ~1.3x
-# faster); the values are labutils.train.MALLOC_ENV, and `make bench` measures the gain.
+# faster); the values are labutils.runtime.MALLOC_ENV, and `make bench` measures the gain.
 export MALLOC_MMAP_MAX_ := 0
 export MALLOC_TRIM_THRESHOLD_ := 68719476736
 export MALLOC_TOP_PAD_ := 268435456
@@ -32,7 +32,7 @@ data: $(STAMP)
 	$(PY) -m labutils.data
 
 run: $(STAMP)
-	$(PY) -m labutils.runner --profile $(PROFILE)
+	$(PY) -m labutils.course.runner --profile $(PROFILE)
 
 test: $(STAMP)
 	LAB_PROFILE=smoke MPLBACKEND=Agg $(PY) -m pytest tests notebooks --nbval-lax --nbval-cell-timeout=900 \
@@ -46,13 +46,13 @@ test-trains: $(STAMP)
 
 # Seeds 0-4 x (this CPU's default precision, fp32 with AVX2 kernels): one table of every claim's values.
 seeds: $(STAMP)
-	$(PY) -m labutils.seeds
+	$(PY) -m labutils.course.seeds
 
 bench: $(STAMP)
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; MPLBACKEND=Agg $(PY) $$f || exit 1; done
 
 doctor: $(STAMP)
-	$(PY) -m labutils.doctor
+	$(PY) -m labutils.course.doctor
 
 clean:
 	rm -rf runs/ build/ dist/ *.egg-info .pytest_cache

@@ -1,4 +1,4 @@
-"""Allocator benchmark: the course's glibc malloc settings (``labutils.train.MALLOC_ENV``) against glibc's defaults.
+"""Allocator benchmark: the course's glibc malloc settings (``labutils.runtime.MALLOC_ENV``) against glibc's defaults.
 
 The same workload runs in fresh Python processes, alternately with glibc's default settings (the peer)
 and with ``MALLOC_ENV`` (what ``make`` and the runner use): one epoch of FastNet training with the
@@ -25,21 +25,23 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import record  # noqa: E402
-from labutils.train import MALLOC_ENV  # noqa: E402
+from labutils.runtime import MALLOC_ENV  # noqa: E402
 
 
 def _workload(train_size: int) -> dict:
     """Run the workload in this process; times in seconds, peak RSS in MiB."""
     import torch
 
-    from labutils import attacks, data, models, profiles, train
+    from labutils import attacks, data, models, runtime, training
+
+    from labutils.course import profiles
 
     cfg = dataclasses.replace(profiles.profile("standard").fast_config, epochs=1, train_size=train_size)
     tr, (xt, yt) = data.load("cifar10", "train"), data.load("cifar10", "test")
-    train.seed_everything(0)
+    runtime.seed_everything(0)
     model = models.FastNet()
     t0 = time.perf_counter()
-    train.fit(model, tr, cfg, device="cpu", progress=False)
+    training.fit(model, tr, cfg, device="cpu", progress=False)
     t_train = time.perf_counter() - t0
     x, y = data.to_float(xt[:256]), yt[:256].clone()
     model = model.eval().to(memory_format=torch.channels_last)

@@ -4,7 +4,7 @@ model, labutils.attacks.pgd against torchattacks.PGD with identical settings, on
 The model is ``FastNet(widths=(64, 128, 256))`` trained with the ``smoke`` profile's recipe (cached
 under ``$LAB_DATA_DIR/checkpoints`` after the first run), in eval mode.  The peer runs on it twice:
 
-* as the course stores it, channels_last (what ``checkpoints.get_or_train`` returns), the main figures;
+* as the course stores it, channels_last (what ``training.get_or_train`` returns), the main figures;
 * on a copy in PyTorch's default (contiguous) memory format, the layout of a model built the usual way and
   the setup of the calibration figures in the issue.
 
@@ -45,7 +45,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 
 from common import record  # noqa: E402
-from labutils import attacks, checkpoints, data, profiles, train  # noqa: E402
+from labutils import attacks, data, runtime, training  # noqa: E402
+from labutils.course import profiles  # noqa: E402
 
 EPS, ALPHA, STEPS = 8 / 255, 2 / 255, 10
 WIDTHS = (64, 128, 256)
@@ -55,10 +56,10 @@ def _model() -> torch.nn.Module:
     cfg = profiles.profile("smoke").fast_config
     kwargs = {"model_kwargs": {"widths": WIDTHS}, "device": "cpu"}
     try:
-        model, info = checkpoints.get_or_train("fastnet", cfg, **kwargs)
-    except checkpoints.CheckpointMismatchError as exc:  # a cache written by an older FastNet
+        model, info = training.get_or_train("fastnet", cfg, **kwargs)
+    except training.CheckpointMismatchError as exc:  # a cache written by an older FastNet
         warnings.warn(f"retraining: {exc}", stacklevel=1)
-        model, info = checkpoints.get_or_train("fastnet", cfg, retrain=True, **kwargs)
+        model, info = training.get_or_train("fastnet", cfg, retrain=True, **kwargs)
     print(f"    model: FastNet{WIDTHS}, smoke recipe ({cfg.epochs} epochs on {cfg.train_size} images), "
           f"{'cached' if info['cached'] else 'trained now'}", flush=True)
     return model.eval().to(memory_format=torch.channels_last)  # get_or_train's layout, stated explicitly
@@ -121,7 +122,7 @@ def main(argv=None) -> int:
     contiguous = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
     xt, yt = data.load("cifar10", "test")
     x, y = data.to_float(xt[:n]), yt[:n].clone()
-    bf16 = train.cpu_supports_bf16()
+    bf16 = runtime.cpu_supports_bf16()
     print(f"    {n} images, PGD-{STEPS} Linf eps 8/255 alpha 2/255, {reps} reps, {torch.get_num_threads()} threads, "
           f"native bf16: {bf16}", flush=True)
 
@@ -186,7 +187,7 @@ def main(argv=None) -> int:
           f"two layouts agree on {layouts_equal:.2%} of pixels (max |diff| {layouts_diff:.3g})", flush=True)
 
     if not bf16:
-        print("    bf16: skipped, this CPU has no native bf16 (labutils.train.cpu_supports_bf16() is False)")
+        print("    bf16: skipped, this CPU has no native bf16 (labutils.runtime.cpu_supports_bf16() is False)")
         return 0
     ratio16 = speed["bf16"] / speed["torchattacks"]
     record("attack_pgd10_bf16_speed", value=speed["bf16"], unit="images/s", peer="torchattacks.PGD (fp32)",

@@ -32,8 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 from common import record  # noqa: E402
 
-from labutils import data, models, profiles, train  # noqa: E402
-from labutils.seeds import AVX2_ENV  # noqa: E402
+from labutils import data, models, runtime, training  # noqa: E402
+
+from labutils.course import profiles  # noqa: E402
+from labutils.course.seeds import AVX2_ENV  # noqa: E402
 
 GOAL_ACC, GOAL_MINUTES = 0.855, 10.0
 
@@ -74,18 +76,18 @@ def run_path() -> dict:
     """Train the standard recipe for this process's precision; return the measurements."""
     cfg = profiles.profile("standard").fast_config
     tr, te = data.load("cifar10", "train"), data.load("cifar10", "test")
-    train.seed_everything(cfg.seed)
+    runtime.seed_everything(cfg.seed)
     model = models.FastNet()
-    res = train.fit(model, tr, cfg, device="cpu")
+    res = training.fit(model, tr, cfg, device="cpu")
     full, early = flops_per_image(cfg)
     early_epochs = cfg.early_epochs if cfg.early_size else 0
     total_flops = len(tr[1]) * (early_epochs * early + (cfg.epochs - early_epochs) * full)
-    dtype = train.autocast_dtype("cpu", cfg.precision)
+    dtype = runtime.autocast_dtype("cpu", cfg.precision)
     return {"precision": res.precision, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "epochs": cfg.epochs, "early_size": cfg.early_size, "early_epochs": early_epochs,
             "batch_size": cfg.batch_size, "train_minutes": res.train_seconds / 60,
-            "acc_tta_shift": train.evaluate(model, *te, tta="flip+shift"),
-            "acc_tta": train.evaluate(model, *te, tta=True), "acc": train.evaluate(model, *te),
+            "acc_tta_shift": training.evaluate(model, *te, tta="flip+shift"),
+            "acc_tta": training.evaluate(model, *te, tta=True), "acc": training.evaluate(model, *te),
             "train_gflops": total_flops / res.train_seconds / 1e9,
             "peak_gflops": conv_peak_gflops(dtype), "gflop_per_image": full / 1e9}
 
@@ -105,7 +107,7 @@ def main(argv=None) -> int:
     parser.add_argument("--peak-only", action="store_true", help="print each path's convolution peak and exit")
     args = parser.parse_args(argv)
     if args.child:
-        dtype = train.autocast_dtype("cpu", profiles.profile("standard").fast_config.precision)
+        dtype = runtime.autocast_dtype("cpu", profiles.profile("standard").fast_config.precision)
         print(json.dumps({"peak_gflops": conv_peak_gflops(dtype)} if args.peak_only else run_path()))
         return 0
     avx512 = torch.backends.cpu.get_cpu_capability().startswith("AVX512")

@@ -5,7 +5,7 @@ import json
 import os
 from pathlib import Path
 
-from labutils.report import REPO_ROOT, machine_info
+from labutils.course.report import REPO_ROOT, machine_info
 
 BENCH_DIR = Path(os.environ.get("LAB_BENCH_DIR", REPO_ROOT / "runs" / "bench"))
 

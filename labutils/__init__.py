@@ -1,14 +1,11 @@
-"""CNN Reliability Lab helpers.
+"""CNN Reliability Lab helpers: a small library for training, attacking and checking image classifiers.
 
-Modules, one job each: :mod:`~labutils.data` (datasets as uint8 tensors, batch
-iterator), :mod:`~labutils.models`, :mod:`~labutils.train` (fit/evaluate),
-:mod:`~labutils.checkpoints` (train-once cache), :mod:`~labutils.profiles`,
-:mod:`~labutils.attacks`, :mod:`~labutils.ood`, :mod:`~labutils.widgets`,
-:mod:`~labutils.plots`, :mod:`~labutils.report`, :mod:`~labutils.runner`,
-:mod:`~labutils.doctor`, :mod:`~labutils.exercises`; :mod:`~labutils.settings` (every
-``LAB_*`` environment variable), :mod:`~labutils.claims` (assertions about trained models, with
-their margins), :mod:`~labutils.seeds` (``make seeds``), :mod:`~labutils.timing` (run-time
-estimates).
+Subpackages by job (see ``labutils/README.md`` for the layout and where each planned topic goes):
+:mod:`~labutils.data`, :mod:`~labutils.models`, :mod:`~labutils.training`, :mod:`~labutils.attacks`,
+:mod:`~labutils.robustness`, :mod:`~labutils.uncertainty`, :mod:`~labutils.viz`, :mod:`~labutils.course`;
+and the modules :mod:`~labutils.settings` (every ``LAB_*`` environment variable),
+:mod:`~labutils.runtime` (device, precision, seeds, model state) and :mod:`~labutils.files`
+(atomic writes).
 
 Conventions: images are float tensors ``(N, C, H, W)`` in ``[0, 1]`` (datasets
 are stored as uint8); every epsilon is on that scale (8/255 ~ 0.031); models

@@ -10,7 +10,7 @@ variable           meaning                                                     d
 ``LAB_PRECISION``  ``fp32`` or ``bf16``: overrides ``precision="auto"``         native bf16
                    (bf16 where the CPU or GPU computes it natively)             else fp32
 ``LAB_RUN_DIR``    where a run writes metrics and figures                       ``runs/<profile>``
-``LAB_CLAIMS_LOG`` JSON-lines file that :mod:`labutils.claims` appends every    unset: none
+``LAB_CLAIMS_LOG`` JSON-lines file that :mod:`labutils.course.claims` appends every    unset: none
                    checked claim to (``make seeds`` reads it)
 =================  ==========================================================  ===========
 
@@ -41,7 +41,7 @@ def data_dir() -> Path | None:
 
 
 def profile() -> str | None:
-    """``$LAB_PROFILE`` in lower case, or None when unset (checked by :func:`labutils.profiles.profile_name`)."""
+    """``$LAB_PROFILE`` in lower case, or None when unset (checked by :func:`labutils.course.profiles.profile_name`)."""
     value = _get("LAB_PROFILE")
     return value.lower() if value else None
 

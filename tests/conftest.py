@@ -15,8 +15,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from labutils import data, models, settings, train
-from labutils.claims import Claims
+from labutils import data, models, settings, training
+from labutils.course.claims import Claims
 
 SEED = settings.seed()
 TRAINED_FIXTURES = {"small_model"}
@@ -32,8 +32,8 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def cifar_small():
     """(train, test): 3000 training and 500 test CIFAR-10 images, uint8, a subset fixed by the seed."""
-    tr = train.subset(*data.load("cifar10", "train"), 3000, seed=1 + SEED)
-    te = train.subset(*data.load("cifar10", "test"), 500, seed=2 + SEED)
+    tr = data.subset(*data.load("cifar10", "train"), 3000, seed=1 + SEED)
+    te = data.subset(*data.load("cifar10", "test"), 500, seed=2 + SEED)
     return tr, te
 
 
@@ -46,9 +46,9 @@ def small_model(cifar_small):
     tr, _ = cifar_small
     torch.manual_seed(SEED)
     model = models.SimpleCNN()
-    cfg = train.TrainConfig(epochs=2, batch_size=64, optimizer="adam", lr=1e-3, weight_decay=0.0,
+    cfg = training.TrainConfig(epochs=2, batch_size=64, optimizer="adam", lr=1e-3, weight_decay=0.0,
                             schedule="constant", warmup=0.0, precision="fp32", seed=SEED)
-    train.fit(model, tr, cfg, device="cpu", progress=False)
+    training.fit(model, tr, cfg, device="cpu", progress=False)
     return model.eval().to(memory_format=torch.contiguous_format)
 
 
@@ -75,5 +75,5 @@ def one_thread(small_model):
 
 @pytest.fixture
 def claims(request):
-    """:class:`labutils.claims.Claims` for this test: numbers about trained models, checked and logged."""
+    """:class:`labutils.course.claims.Claims` for this test: numbers about trained models, checked and logged."""
     return Claims(request.node.nodeid, verbose=False)

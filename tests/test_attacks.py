@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from labutils import attacks, data, train
+from labutils import attacks, data, robustness, training
 
 EPS = 8 / 255
 ALPHA = 2 / 255
@@ -30,7 +30,7 @@ def test64(cifar_small):
 
 
 def _accuracy(model, x, y) -> float:
-    return train.evaluate(model, x, y)
+    return training.evaluate(model, x, y)
 
 
 def _linf(x, x_adv):
@@ -359,14 +359,14 @@ def test_accuracy_vs_eps_curve(small_model, test64, claims):
     x, y = test64
     x8 = (x * 255).round().to(torch.uint8)  # uint8 images are accepted too
     clean = _accuracy(small_model, data.to_float(x8), y)
-    curve = attacks.accuracy_vs_eps(small_model, x8, y, [0.0, 2 / 255, 32 / 255], attack="pgd", steps=5,
+    curve = robustness.accuracy_curve(small_model, x8, y, [0.0, 2 / 255, 32 / 255], attack="pgd", steps=5,
                                     batch_size=32, progress=False)
     assert len(curve) == 3 and all(0 <= a <= 1 for a in curve)
     assert curve[0] == pytest.approx(clean)
     claims.at_most("PGD-5 accuracy rise from 0 to 2/255", curve[1] - curve[0], 0)
     claims.at_most("PGD-5 accuracy rise from 2/255 to 32/255", curve[2] - curve[1], 0)
     claims.at_most("PGD-5 accuracy at 32/255", curve[2], 0.05)
-    fg = attacks.accuracy_vs_eps(small_model, x[:32], y[:32], [0.0, 8 / 255], progress=False)
+    fg = robustness.accuracy_curve(small_model, x[:32], y[:32], [0.0, 8 / 255], progress=False)
     claims.at_least("FGSM 8/255 accuracy drop", fg[0] - fg[1], 1 / 32)
 
 
@@ -374,8 +374,8 @@ def test_adversarial_accuracy_batches_and_per_sample_eps(small_model, batch):
     x, y = batch
     n = len(x)
     eps = torch.linspace(0, 16 / 255, n)
-    whole = attacks.adversarial_accuracy(small_model, x, y, "fgsm", batch_size=n, eps=eps)
-    split = attacks.adversarial_accuracy(small_model, x, y, attacks.fgsm, batch_size=5, eps=eps)
+    whole = robustness.adversarial_accuracy(small_model, x, y, "fgsm", batch_size=n, eps=eps)
+    split = robustness.adversarial_accuracy(small_model, x, y, attacks.fgsm, batch_size=5, eps=eps)
     assert whole == pytest.approx(split)
     direct = _accuracy(small_model, attacks.fgsm(small_model, x, y, eps), y)
     assert whole == pytest.approx(direct)
@@ -496,6 +496,6 @@ def test_other_parameter_errors(small_model, batch):
     with pytest.raises(ValueError, match="precision must be"):
         attacks.fgsm(small_model, x, y, EPS, precision="fp16")
     with pytest.raises(ValueError, match="Unknown attack 'deepfool'"):
-        attacks.adversarial_accuracy(small_model, x, y, "deepfool", eps=EPS)
+        robustness.adversarial_accuracy(small_model, x, y, "deepfool", eps=EPS)
     with pytest.raises(TypeError, match="nn.Module"):
         attacks.fgsm(lambda z: z, x, y, EPS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from labutils import attacks, data, train
+from labutils import attacks, data, robustness, training
 
 EPS = 8 / 255
 K = 10
@@ -23,7 +23,7 @@ def test100(cifar_small):
 def six(small_model, test100):
     """Six correctly classified float images and their labels."""
     x, y = test100
-    pred = train.predict_logits(small_model, x).argmax(1)
+    pred = training.predict_logits(small_model, x).argmax(1)
     idx = torch.nonzero(pred == y).flatten()[:6]
     assert idx.numel() == 6
     return data.to_float(x[idx]), y[idx]
@@ -32,22 +32,22 @@ def six(small_model, test100):
 # --------------------------------------------------------------------------- correct_per_class
 def test_correct_per_class_picks_first_correct_images(small_model, test100):
     x, y = test100
-    pred = train.predict_logits(small_model, x).argmax(1)
-    idx = attacks.correct_per_class(small_model, x, y, 2, K)
+    pred = training.predict_logits(small_model, x).argmax(1)
+    idx = robustness.correct_per_class(small_model, x, y, 2, K)
     assert idx.dtype == torch.int64
     assert bool((pred[idx] == y[idx]).all())
     for c in range(K):
         expected = torch.nonzero((pred == y) & (y == c)).flatten()[:2]
         assert torch.equal(idx[y[idx] == c], expected)
     assert torch.equal(y[idx], torch.sort(y[idx]).values)  # grouped by class
-    assert torch.equal(attacks.correct_per_class(small_model, data.to_float(x), y, 2, K), idx)
+    assert torch.equal(robustness.correct_per_class(small_model, data.to_float(x), y, 2, K), idx)
 
 
 def test_correct_per_class_restores_mode(small_model, test100):
     x, y = test100
     small_model.train()
     try:
-        attacks.correct_per_class(small_model, x[:20], y[:20], 1)
+        robustness.correct_per_class(small_model, x[:20], y[:20], 1)
         assert all(m.training for m in small_model.modules())
     finally:
         small_model.eval()
@@ -56,7 +56,7 @@ def test_correct_per_class_restores_mode(small_model, test100):
 # --------------------------------------------------------------------------- targeted_success_matrix
 def test_all_pairs_matrix_matches_direct_attacks(small_model, six):
     x, y = six
-    r = attacks.targeted_success_matrix(small_model, x, y, "fgsm", eps=EPS, num_classes=K, progress=False)
+    r = robustness.targeted_success_matrix(small_model, x, y, "fgsm", eps=EPS, num_classes=K, progress=False)
     m = x.shape[0] * (K - 1)
     assert r["pred"].shape == r["source"].shape == r["target"].shape == r["index"].shape == (m,)
     assert bool((r["target"] != r["source"]).all())
@@ -92,7 +92,7 @@ def test_all_pairs_matrix_matches_direct_attacks(small_model, six):
 def test_one_target_per_image(small_model, six):
     x, y = six
     t = (y + 1 + torch.arange(len(y)) % (K - 1)) % K
-    r = attacks.targeted_success_matrix(small_model, x, y, "fgsm", targets=t, eps=EPS, num_classes=K,
+    r = robustness.targeted_success_matrix(small_model, x, y, "fgsm", targets=t, eps=EPS, num_classes=K,
                                         progress=False)
     assert torch.equal(r["target"], t) and torch.equal(r["index"], torch.arange(len(y)))
     assert int(r["count"].sum()) == len(y)
@@ -100,14 +100,14 @@ def test_one_target_per_image(small_model, six):
 
 def test_batches_do_not_change_the_result(small_model, six):
     x, y = six
-    a = attacks.targeted_success_matrix(small_model, x, y, eps=EPS, num_classes=K, progress=False)
-    b = attacks.targeted_success_matrix(small_model, x, y, eps=EPS, num_classes=K, batch_size=7, progress=False)
+    a = robustness.targeted_success_matrix(small_model, x, y, eps=EPS, num_classes=K, progress=False)
+    b = robustness.targeted_success_matrix(small_model, x, y, eps=EPS, num_classes=K, batch_size=7, progress=False)
     assert torch.equal(a["pred"], b["pred"])
 
 
 def test_eps_zero_hits_nothing(small_model, six):
     x, y = six
-    r = attacks.targeted_success_matrix(small_model, x, y, eps=0.0, num_classes=K, progress=False)
+    r = robustness.targeted_success_matrix(small_model, x, y, eps=0.0, num_classes=K, progress=False)
     assert r["success_rate"] == 0 and r["fooled_rate"] == 0  # the images are classified correctly
 
 
@@ -115,7 +115,7 @@ def test_pgd_defaults_and_kwargs_pass_through(small_model, six):
     x, y = six
     t = (y + 2) % K
     g = torch.Generator().manual_seed(0)
-    r = attacks.targeted_success_matrix(small_model, x, y, "pgd", targets=t, eps=EPS, steps=3,
+    r = robustness.targeted_success_matrix(small_model, x, y, "pgd", targets=t, eps=EPS, steps=3,
                                         random_start=False, progress=False, generator=g)
     x_adv = attacks.pgd(small_model, x, t, EPS, 2.5 * EPS / 3, 3, random_start=False, targeted=True)
     with torch.no_grad():
@@ -124,8 +124,8 @@ def test_pgd_defaults_and_kwargs_pass_through(small_model, six):
 
 def test_iterative_beats_one_step(small_model, six, claims):
     x, y = six
-    one = attacks.targeted_success_matrix(small_model, x, y, "fgsm", eps=EPS, num_classes=K, progress=False)
-    many = attacks.targeted_success_matrix(small_model, x, y, "pgd", eps=EPS, steps=10, alpha=1 / 255,
+    one = robustness.targeted_success_matrix(small_model, x, y, "fgsm", eps=EPS, num_classes=K, progress=False)
+    many = robustness.targeted_success_matrix(small_model, x, y, "pgd", eps=EPS, steps=10, alpha=1 / 255,
                                            random_start=False, num_classes=K, progress=False)
     claims.at_least("targeted success rate, iterative - one step", many["success_rate"] - one["success_rate"], 0)
 
@@ -138,7 +138,7 @@ def test_callable_attack_gets_targeted_flag(small_model, six):
         seen.append((targeted, eps, tb.clone()))
         return xb
 
-    r = attacks.targeted_success_matrix(small_model, x, y, attack, targets=(y + 1) % K, eps=0.1, progress=False)
+    r = robustness.targeted_success_matrix(small_model, x, y, attack, targets=(y + 1) % K, eps=0.1, progress=False)
     assert seen[0][0] is True and seen[0][1] == 0.1 and torch.equal(seen[0][2], (y + 1) % K)
     assert r["success_rate"] == 0
 
@@ -147,7 +147,7 @@ def test_model_mode_restored(small_model, six):
     x, y = six
     small_model.train()
     try:
-        attacks.targeted_success_matrix(small_model, x, y, eps=EPS, num_classes=K, progress=False)
+        robustness.targeted_success_matrix(small_model, x, y, eps=EPS, num_classes=K, progress=False)
         assert all(m.training for m in small_model.modules())
     finally:
         small_model.eval()
@@ -156,11 +156,11 @@ def test_model_mode_restored(small_model, six):
 def test_input_checks(small_model, six):
     x, y = six
     with pytest.raises(ValueError, match="differ from the labels"):
-        attacks.targeted_success_matrix(small_model, x, y, targets=y.clone(), eps=EPS, progress=False)
+        robustness.targeted_success_matrix(small_model, x, y, targets=y.clone(), eps=EPS, progress=False)
     with pytest.raises(ValueError, match="0..4"):
-        attacks.targeted_success_matrix(small_model, x, y % 5, targets=(y % 5 + 7), eps=EPS, num_classes=5,
+        robustness.targeted_success_matrix(small_model, x, y % 5, targets=(y % 5 + 7), eps=EPS, num_classes=5,
                                         progress=False)
     with pytest.raises(ValueError, match="at least 2 classes"):
-        attacks.targeted_success_matrix(small_model, x, torch.zeros_like(y), eps=EPS, progress=False)
+        robustness.targeted_success_matrix(small_model, x, torch.zeros_like(y), eps=EPS, progress=False)
     with pytest.raises(TypeError):
-        attacks.targeted_success_matrix(small_model, x, y.float(), eps=EPS, progress=False)
+        robustness.targeted_success_matrix(small_model, x, y.float(), eps=EPS, progress=False)

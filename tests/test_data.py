@@ -36,7 +36,7 @@ def test_second_load_reads_the_cache_without_decoding(monkeypatch):
     def no_decoding(*args, **kwargs):
         raise AssertionError("load() decoded the images again instead of reading its cache")
 
-    monkeypatch.setitem(data._DECODERS, "cifar10", no_decoding)
+    monkeypatch.setitem(data.datasets._DECODERS, "cifar10", no_decoding)
     again = data.load("cifar10", "train")
     assert torch.equal(again[0], first[0]) and torch.equal(again[1], first[1])
 
@@ -165,7 +165,8 @@ def test_corrupt_cache_is_rebuilt(empty_data_dir, suffix):
     assert torch.equal(x1[:, 0], torch.from_numpy(images)) and y1.tolist() == labels.tolist()
     cache = next((empty_data_dir / "cache").glob("fashion_mnist-test-*.pt"))
     cache.write_bytes(b"not a tensor file")
-    x2, _ = data.load("fashion_mnist", "test", download=False)
+    with pytest.warns(UserWarning, match=r"dataset cache .* is corrupt .*decoding the dataset again"):
+        x2, _ = data.load("fashion_mnist", "test", download=False)
     assert torch.equal(x1, x2)
     assert torch.load(cache, weights_only=True)["images"].shape == x1.shape  # the cache was rewritten
 
@@ -235,3 +236,19 @@ def test_batches_validate_input():
         data.Batches(torch.rand(4, 3, 2, 2), torch.zeros(4, dtype=torch.long))
     with pytest.raises(ValueError, match="labels"):
         data.Batches(torch.zeros(4, 3, 2, 2, dtype=torch.uint8), torch.zeros(3, dtype=torch.long))
+
+
+def test_unreadable_cache_is_kept_and_the_error_raised(empty_data_dir, monkeypatch):
+    """Only a corrupt cache is rebuilt: no permission (or out of memory) is raised as it is, the file kept."""
+    cache = empty_data_dir / "cache" / f"noise-test-v{data.CACHE_VERSION}.pt"
+    cache.parent.mkdir(parents=True)
+    torch.save({"images": torch.zeros(2, 3, 32, 32, dtype=torch.uint8), "labels": torch.zeros(2, dtype=torch.int64)},
+               cache)
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(cache))
+
+    monkeypatch.setattr(torch, "load", denied)
+    with pytest.raises(PermissionError):
+        data.load("noise", "test")
+    assert cache.exists()

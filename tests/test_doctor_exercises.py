@@ -1,10 +1,10 @@
-"""labutils.doctor (environment check) and labutils.exercises (check cells)."""
+"""labutils.course.doctor (environment check) and labutils.course.exercises (check cells)."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from labutils import doctor, exercises
+from labutils.course import doctor, exercises
 
 
 def test_doctor_reports_versions_kernel_and_data():
@@ -31,7 +31,7 @@ def test_doctor_points_at_the_fix_for_missing_data(tmp_path, monkeypatch):
 
 
 def test_doctor_reports_the_malloc_settings(monkeypatch):
-    from labutils.train import MALLOC_ENV
+    from labutils.runtime import MALLOC_ENV
 
     for key, value in MALLOC_ENV.items():
         monkeypatch.setenv(key, value)

@@ -36,17 +36,17 @@ def test_environment_yml_matches_pyproject():
 
 
 def test_torchattacks_is_installed_without_its_stale_requests_pin():
-    import labutils.attacks
+    import labutils.attacks.adapter
 
     makefile = (ROOT / "Makefile").read_text()
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert "pip install --quiet --no-deps torchattacks==3.5.1" in makefile
     assert not any("torchattacks" in r for extra in project["optional-dependencies"].values() for r in extra)
-    assert "torchattacks==3.5.1 --no-deps" in labutils.attacks._TORCHATTACKS_INSTALL
+    assert "torchattacks==3.5.1 --no-deps" in labutils.attacks.adapter._TORCHATTACKS_INSTALL
 
 
 def test_makefile_exports_the_malloc_settings():
-    from labutils.train import MALLOC_ENV, malloc_tuned
+    from labutils.runtime import MALLOC_ENV, malloc_tuned
 
     exported = dict(re.findall(r"^export (MALLOC_\w+_) := (\S+)$", (ROOT / "Makefile").read_text(), re.M))
     assert exported == MALLOC_ENV
@@ -83,4 +83,4 @@ def test_ci_repeats_the_model_tests_under_another_seed_fp32_and_avx2():
     assert re.search(r'LAB_SEED="\$seed" LAB_PRECISION=fp32 make test-trains', ci)
     assert "ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2" in ci
     assert re.search(r"^test-trains: .*\n.*pytest -m trains tests notebooks", makefile, re.M)
-    assert re.search(r"^seeds: .*\n\t\$\(PY\) -m labutils.seeds", makefile, re.M)
+    assert re.search(r"^seeds: .*\n\t\$\(PY\) -m labutils.course.seeds", makefile, re.M)

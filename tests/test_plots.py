@@ -12,7 +12,9 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.image import AxesImage  # noqa: E402
 
-from labutils import ood, plots  # noqa: E402
+from labutils import uncertainty  # noqa: E402
+
+from labutils.viz import plots  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -54,13 +56,13 @@ def test_score_histograms_into_given_axes_and_constant_scores():
 def test_roc_curves_legend_has_auroc_and_chance_line():
     rng = np.random.default_rng(1)
     s_id, s_ood = rng.normal(1, 1, 300), rng.normal(0, 1, 400)
-    curve = ood.roc_curve(s_id, s_ood)
+    curve = uncertainty.roc_curve(s_id, s_ood)
     fig = plots.roc_curves({"msp": curve, "perfect": ([0, 0, 1], [0, 1, 1])})
     (ax,) = fig.axes
     assert len(ax.lines) == 3  # two curves + chance diagonal
     np.testing.assert_array_equal(ax.lines[-1].get_xdata(), [0, 1])
     texts = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert texts[0] == f"msp (AUROC {ood.auroc(s_id, s_ood):.3f})"
+    assert texts[0] == f"msp (AUROC {uncertainty.auroc(s_id, s_ood):.3f})"
     assert texts[1] == "perfect (AUROC 1.000)"
     assert "chance" in texts[2]
     assert "false positive rate" in ax.get_xlabel() and "true positive rate" in ax.get_ylabel()

@@ -9,7 +9,9 @@ import json
 import pytest
 import torch
 
-from labutils import checkpoints, claims, profiles, report, runner, seeds, settings, timing, train
+from labutils import data, runtime, settings, training
+
+from labutils.course import claims, profiles, report, runner, seeds, timing
 
 
 # --------------------------------------------------------------------------- settings
@@ -35,10 +37,10 @@ def test_settings_reject_malformed_values(monkeypatch, name, value, match):
 
 def test_lab_precision_overrides_auto_only(monkeypatch):
     monkeypatch.setenv("LAB_PRECISION", "fp32")
-    assert train.autocast_dtype("cpu") is None
-    assert train.autocast_dtype("cpu", "bf16") is torch.bfloat16  # an explicit precision wins
+    assert runtime.autocast_dtype("cpu") is None
+    assert runtime.autocast_dtype("cpu", "bf16") is torch.bfloat16  # an explicit precision wins
     monkeypatch.setenv("LAB_PRECISION", "bf16")
-    assert train.autocast_dtype("cpu") is torch.bfloat16 and train.autocast_dtype("cpu", "fp32") is None
+    assert runtime.autocast_dtype("cpu") is torch.bfloat16 and runtime.autocast_dtype("cpu", "fp32") is None
 
 
 # --------------------------------------------------------------------------- seed offsets
@@ -49,7 +51,7 @@ def test_profile_seed_offsets_every_training_config(monkeypatch):
     monkeypatch.setenv("LAB_SEED", "4")
     shifted = profiles.profile("smoke")
     assert shifted.seed == 4 and profiles.profile("smoke", seed=2).seed == 2  # the argument wins
-    configs = [k for k, v in base.items() if isinstance(v, train.TrainConfig)]
+    configs = [k for k, v in base.items() if isinstance(v, training.TrainConfig)]
     assert len(configs) == 3
     for k in configs:
         assert shifted[k].seed == base[k].seed + 4
@@ -62,29 +64,28 @@ def test_profile_seed_offsets_every_training_config(monkeypatch):
 @pytest.fixture
 def tiny_train_set(tmp_path, monkeypatch, cifar_small):
     """A data directory whose CIFAR-10 training split is 128 images (written as the tensor cache)."""
-    from labutils import data
 
     (x, y), _ = cifar_small
     monkeypatch.setenv("LAB_DATA_DIR", str(tmp_path))
     (tmp_path / "cache").mkdir()
     torch.save({"images": x[:128].clone(), "labels": y[:128].clone()},
-               tmp_path / "cache" / f"cifar10-train-v{data._CACHE_VERSION}.pt")
+               tmp_path / "cache" / f"cifar10-train-v{data.CACHE_VERSION}.pt")
     return tmp_path
 
 
 def test_cache_key_holds_the_precision_used_and_the_seed(tiny_train_set, monkeypatch):
-    cfg = train.TrainConfig(epochs=1, batch_size=64, optimizer="adam", lr=1e-3, schedule="constant", warmup=0.0,
+    cfg = training.TrainConfig(epochs=1, batch_size=64, optimizer="adam", lr=1e-3, schedule="constant", warmup=0.0,
                             precision="auto", seed=0)
     monkeypatch.setenv("LAB_PRECISION", "fp32")
-    _, fp32 = checkpoints.get_or_train("simple_cnn", cfg, device="cpu", progress=False)
+    _, fp32 = training.get_or_train("simple_cnn", cfg, device="cpu", progress=False)
     monkeypatch.setenv("LAB_PRECISION", "bf16")
-    _, bf16 = checkpoints.get_or_train("simple_cnn", cfg, device="cpu", progress=False)
+    _, bf16 = training.get_or_train("simple_cnn", cfg, device="cpu", progress=False)
     assert not bf16["cached"] and bf16["path"] != fp32["path"], "a bf16 model must not be reused by an fp32 run"
-    assert checkpoints.load(bf16["path"])["meta"]["precision"] == "bf16" and bf16["precision"] == "bfloat16"
-    assert checkpoints.load(fp32["path"])["meta"]["precision"] == "fp32"
-    _, again = checkpoints.get_or_train("simple_cnn", cfg, device="cpu", progress=False)
+    assert training.load(bf16["path"])["meta"]["precision"] == "bf16" and bf16["precision"] == "bfloat16"
+    assert training.load(fp32["path"])["meta"]["precision"] == "fp32"
+    _, again = training.get_or_train("simple_cnn", cfg, device="cpu", progress=False)
     assert again["cached"] and again["path"] == bf16["path"]
-    _, other_seed = checkpoints.get_or_train("simple_cnn", dataclasses.replace(cfg, seed=1), device="cpu",
+    _, other_seed = training.get_or_train("simple_cnn", dataclasses.replace(cfg, seed=1), device="cpu",
                                              progress=False)
     assert not other_seed["cached"] and other_seed["path"] not in (fp32["path"], bf16["path"])
 

@@ -6,7 +6,9 @@ import json
 import nbformat
 import pytest
 
-from labutils import profiles, report, runner, train
+from labutils import runtime, training
+
+from labutils.course import profiles, report, runner
 
 
 def test_profiles_share_the_same_knobs(monkeypatch):
@@ -18,7 +20,7 @@ def test_profiles_share_the_same_knobs(monkeypatch):
         for name in profiles.PROFILES:
             p = profiles.profile(name)
             assert p.precision == precision and p.fast_config.precision in (precision, "auto")
-            assert isinstance(p.fast_config, train.TrainConfig) and isinstance(p.simple_config, train.TrainConfig)
+            assert isinstance(p.fast_config, training.TrainConfig) and isinstance(p.simple_config, training.TrainConfig)
         # smoke is the cheapest, full the most thorough
         s, d, f = (profiles.profile(n) for n in ("smoke", "standard", "full"))
         assert s.n_attack <= d.n_attack <= f.n_attack and s.fast_config.epochs <= d.fast_config.epochs <= f.fast_config.epochs
@@ -63,15 +65,16 @@ def _notebook(path, cells):
 
 def test_runner_executes_notebooks_and_reports_failures(tmp_path, monkeypatch):
     monkeypatch.delenv("LAB_SEED", raising=False)
-    for key in train.MALLOC_ENV:  # as when the runner is started outside make
+    for key in runtime.MALLOC_ENV:  # as when the runner is started outside make
         monkeypatch.delenv(key, raising=False)
     nbdir = tmp_path / "notebooks"
     nbdir.mkdir()
     _notebook(nbdir / "00_setup_and_baselines.ipynb", [
         ("PROFILE = None", ["parameters"]),
-        ("from labutils import report, profiles, train\n"
+        ("from labutils import runtime\n"
+         "from labutils.course import report, profiles\n"
          "report.save_metrics('00_setup_and_baselines', {'simple_cnn_test_acc': 0.7, 'profile': profiles.profile(PROFILE).name,\n"
-         "                                               'malloc_tuned': train.malloc_tuned()})", []),
+         "                                               'malloc_tuned': runtime.malloc_tuned()})", []),
     ])
     _notebook(nbdir / "01_broken.ipynb", [
         ("PROFILE = None", ["parameters"]),

@@ -1,4 +1,4 @@
-"""labutils.train and labutils.models: training loop, schedule, precision, evaluation, whitening."""
+"""labutils.training and labutils.models: training loop, schedule, precision, evaluation, whitening."""
 from __future__ import annotations
 
 import dataclasses
@@ -6,11 +6,11 @@ import dataclasses
 import pytest
 import torch
 
-from labutils import data, models, settings, train
+from labutils import data, models, runtime, settings, training
 
 pytestmark = pytest.mark.trains
 SEED = settings.seed()
-TINY = train.TrainConfig(epochs=2, batch_size=64, optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4,
+TINY = training.TrainConfig(epochs=2, batch_size=64, optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4,
                          schedule="triangular", warmup=0.25, precision="fp32", seed=7 + SEED)
 
 
@@ -29,8 +29,8 @@ def test_fit_is_repeatable_on_cpu(tiny_set):
     a = models.SimpleCNN()
     torch.manual_seed(SEED)
     b = models.SimpleCNN()
-    train.fit(a, tiny_set, TINY, device="cpu", progress=False)
-    train.fit(b, tiny_set, TINY, device="cpu", progress=False)
+    training.fit(a, tiny_set, TINY, device="cpu", progress=False)
+    training.fit(b, tiny_set, TINY, device="cpu", progress=False)
     assert torch.equal(_weights(a), _weights(b))
 
 
@@ -38,8 +38,8 @@ def test_fit_learns_and_reports_history(cifar_small, claims):
     (x, y), (xt, yt) = cifar_small
     model = models.FastNet(widths=(16, 32, 64))
     cfg = dataclasses.replace(TINY, epochs=3, lr=0.4, label_smoothing=0.2, optimizer="sgd", batch_size=128)
-    before = train.evaluate(model, xt, yt)
-    result = train.fit(model, (x[:1536], y[:1536]), cfg, test=(xt, yt), device="cpu", progress=False)
+    before = training.evaluate(model, xt, yt)
+    result = training.fit(model, (x[:1536], y[:1536]), cfg, test=(xt, yt), device="cpu", progress=False)
     assert [h["epoch"] for h in result.history] == [1, 2, 3]
     claims.at_least("training loss, first epoch - last epoch", result.history[0]["loss"] - result.history[-1]["loss"],
                     1e-6)
@@ -59,14 +59,14 @@ def test_batch_hook_replaces_batches(tiny_set):
         return torch.zeros_like(x), y
 
     model = models.SimpleCNN()
-    train.fit(model, tiny_set, dataclasses.replace(TINY, epochs=1), device="cpu", progress=False, batch_hook=hook)
+    training.fit(model, tiny_set, dataclasses.replace(TINY, epochs=1), device="cpu", progress=False, batch_hook=hook)
     assert sum(seen) == 256  # every training image passed through the hook once per epoch
 
 
 def test_autoencoder_objective(tiny_set):
     model = models.ConvAutoencoder(width=8, latent=16)
     cfg = dataclasses.replace(TINY, objective="reconstruct", optimizer="adam", lr=2e-3, augment=False, epochs=2)
-    result = train.fit(model, tiny_set, cfg, device="cpu", progress=False)
+    result = training.fit(model, tiny_set, cfg, device="cpu", progress=False)
     assert result.history[-1]["loss"] < result.history[0]["loss"]
     out = model(data.to_float(tiny_set[0][:4]))
     assert out.shape == (4, 3, 32, 32) and out.min() >= 0 and out.max() <= 1
@@ -74,34 +74,35 @@ def test_autoencoder_objective(tiny_set):
 
 def test_triangular_schedule_shape():
     cfg = dataclasses.replace(TINY, lr=1.0, warmup=0.2, final_lr_fraction=0.0)
-    lrs = [train.lr_at(s, 100, cfg) for s in range(101)]
+    lrs = [training.lr_at(s, 100, cfg) for s in range(101)]
     assert lrs[0] == 0 and max(lrs) == pytest.approx(1.0) and lrs.index(max(lrs)) == 20 and lrs[-1] == pytest.approx(0)
-    assert train.lr_at(50, 100, dataclasses.replace(cfg, schedule="constant")) == 1.0
+    assert training.lr_at(50, 100, dataclasses.replace(cfg, schedule="constant")) == 1.0
 
 
 @pytest.mark.parametrize("field,value", [("epochs", 0), ("optimizer", "rmsprop"), ("label_smoothing", 1.0),
-                                         ("precision", "fp16"), ("objective", "segment"), ("schedule", "cosine")])
+                                         ("precision", "fp16"), ("objective", "segment"), ("schedule", "cosine"),
+                                         ("bias_lr_scale", 0.0), ("seed", -1), ("final_lr_fraction", 2.0)])
 def test_config_validation(field, value):
-    with pytest.raises(ValueError, match=f"TrainConfig: {field}"):
+    with pytest.raises(ValueError, match=f"TrainConfig: {field} must"):
         dataclasses.replace(TINY, **{field: value})
 
 
 def test_precision_selection(monkeypatch):
-    assert isinstance(train.cpu_supports_bf16(), bool)
-    assert train.autocast_dtype("cpu", "fp32") is None
-    assert train.autocast_dtype("cpu", "bf16") is torch.bfloat16
-    expected = torch.bfloat16 if train.cpu_supports_bf16() else None
+    assert isinstance(runtime.cpu_supports_bf16(), bool)
+    assert runtime.autocast_dtype("cpu", "fp32") is None
+    assert runtime.autocast_dtype("cpu", "bf16") is torch.bfloat16
+    expected = torch.bfloat16 if runtime.cpu_supports_bf16() else None
     monkeypatch.delenv("LAB_PRECISION", raising=False)
-    assert train.autocast_dtype("cpu", "auto") is expected
+    assert runtime.autocast_dtype("cpu", "auto") is expected
     monkeypatch.setenv("LAB_PRECISION", "fp32")
-    assert train.autocast_dtype("cpu", "auto") is None
+    assert runtime.autocast_dtype("cpu", "auto") is None
     with pytest.raises(ValueError, match="precision"):
-        train.autocast_dtype("cpu", "half")
+        runtime.autocast_dtype("cpu", "half")
 
 
 def test_bf16_training_keeps_fp32_weights(tiny_set):
     model = models.FastNet(widths=(8, 16, 16))
-    train.fit(model, tiny_set, dataclasses.replace(TINY, epochs=1, precision="bf16"), device="cpu", progress=False)
+    training.fit(model, tiny_set, dataclasses.replace(TINY, epochs=1, precision="bf16"), device="cpu", progress=False)
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert torch.isfinite(_weights(model)).all()
 
@@ -110,22 +111,22 @@ def test_predict_logits_restores_mode_and_accepts_both_dtypes(small_model, cifar
     _, (xt, yt) = cifar_small
     small_model.train()
     try:
-        a = train.predict_logits(small_model, xt[:50])
+        a = training.predict_logits(small_model, xt[:50])
         assert small_model.training  # restored
-        b = train.predict_logits(small_model, data.to_float(xt[:50]))
+        b = training.predict_logits(small_model, data.to_float(xt[:50]))
     finally:
         small_model.eval()
     assert a.shape == (50, 10) and a.dtype == torch.float32 and torch.allclose(a, b)
-    tta = train.predict_logits(small_model, xt[:50], tta=True)
-    mirrored = train.predict_logits(small_model, xt[:50].flip(3))
+    tta = training.predict_logits(small_model, xt[:50], tta=True)
+    mirrored = training.predict_logits(small_model, xt[:50].flip(3))
     assert torch.allclose(tta, 0.5 * (a + mirrored), atol=1e-5)
-    acc = train.evaluate(small_model, xt, yt)
-    assert acc == pytest.approx((train.predict_logits(small_model, xt).argmax(1) == yt).float().mean().item())
+    acc = training.evaluate(small_model, xt, yt)
+    assert acc == pytest.approx((training.predict_logits(small_model, xt).argmax(1) == yt).float().mean().item())
 
 
 def test_predict_rejects_bad_images(small_model):
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        train.predict_logits(small_model, torch.rand(2, 3, 32, 32) * 255)
+        training.predict_logits(small_model, torch.rand(2, 3, 32, 32) * 255)
     with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
         small_model(torch.rand(2, 1, 32, 32))
 
@@ -166,7 +167,7 @@ def test_progressive_resizing_trains_early_epochs_small(tiny_set):
 
     cfg = dataclasses.replace(TINY, epochs=3, early_size=20, early_epochs=2, batch_size=128)
     model = models.FastNet(widths=(8, 16, 32))
-    train.fit(model, tiny_set, cfg, device="cpu", progress=False, batch_hook=hook)
+    training.fit(model, tiny_set, cfg, device="cpu", progress=False, batch_hook=hook)
     assert sizes == [(20, 20)] * 4 + [(32, 32)] * 2  # 256 images, 2 batches per epoch
     with pytest.raises(ValueError, match="early_epochs must be in"):
         dataclasses.replace(TINY, epochs=2, early_size=24, early_epochs=2)
@@ -187,8 +188,25 @@ def test_flip_shift_tta_averages_six_views():
 
     views = [x[:, :, rows_up][:, :, :, rows_up], x[:, :, rows_down][:, :, :, rows_down]]
     expected = 0.5 * flip_mean(x) + 0.25 * (flip_mean(views[0]) + flip_mean(views[1]))
-    got = train.predict_logits(model, x, tta="flip+shift")
+    got = training.predict_logits(model, x, tta="flip+shift")
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(train.predict_logits(model, x, tta="flip"), flip_mean(x), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(training.predict_logits(model, x, tta="flip"), flip_mean(x), atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="tta must be one of"):
-        train.predict_logits(model, x, tta="rotate")
+        training.predict_logits(model, x, tta="rotate")
+
+
+def test_scheduler_follows_the_schedule_in_every_parameter_group():
+    cfg = training.TrainConfig(epochs=1, lr=0.4, bias_lr_scale=8.0, weight_decay=1e-3, warmup=0.25)
+    model = models.SimpleCNN()
+    opt = training.make_optimizer(model, cfg)
+    schedule = training.make_scheduler(opt, cfg, total_steps=20)
+    weights, vectors = opt.param_groups
+    assert vectors["weight_decay"] == pytest.approx(cfg.weight_decay / 8.0)  # same per-step decay lr * wd
+    for step in range(20):
+        expected = training.lr_at(step, 20, cfg)
+        assert weights["lr"] == pytest.approx(expected, abs=1e-12)
+        assert vectors["lr"] == pytest.approx(8.0 * expected, abs=1e-12)
+        opt.step()
+        schedule.step()
+    state = schedule.state_dict()  # what a checkpoint keeps: the step count
+    assert state["last_epoch"] == 20

@@ -1,4 +1,4 @@
-"""Tests of labutils.widgets without a browser: attack_figure's numbers and figure, and the explorer's wiring.
+"""Tests of labutils.viz.widgets without a browser: attack_figure's numbers and figure, and the explorer's wiring.
 
 Runs on the session's small SimpleCNN (``small_model``) and one test image from ``batch``.
 """
@@ -14,7 +14,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from labutils import attacks, data, widgets  # noqa: E402
+from labutils import attacks, data  # noqa: E402
+
+from labutils.viz import widgets  # noqa: E402
 
 NAMES = data.class_names("cifar10")
 EPS = 8 / 255

@@ -1,4 +1,4 @@
-"""Environment check: ``python -m labutils.doctor`` (``make doctor``).
+"""Environment check: ``python -m labutils.course.doctor`` (``make doctor``).
 
 Prints the PyTorch build and device, the CPU kernels PyTorch uses (AVX2,
 AVX-512, ...) and whether bf16 is native, widget and JupyterLab versions, the
@@ -13,15 +13,21 @@ import hashlib
 import importlib
 import sys
 
-from . import data as _data
-from . import settings, timing
+from .. import data as _data
+from .. import settings
+from . import timing
 
 
 def _version(module: str) -> str:
+    """The module's version; ``MISSING`` when it is not installed, ``BROKEN (...)`` when importing it fails."""
     try:
         return getattr(importlib.import_module(module), "__version__", "installed")
-    except Exception:
-        return "MISSING"
+    except ModuleNotFoundError as exc:
+        if exc.name == module or module.startswith(f"{exc.name}."):
+            return "MISSING"
+        return f"BROKEN (it needs {exc.name}, which is missing)"
+    except Exception as exc:  # an installed package whose import fails: say how
+        return f"BROKEN ({type(exc).__name__}: {exc})"
 
 
 def checks(*, hashes: bool = True, estimate: bool = True) -> list[tuple[str, str, str]]:
@@ -32,7 +38,7 @@ def checks(*, hashes: bool = True, estimate: bool = True) -> list[tuple[str, str
     """
     import torch
 
-    from .train import autocast_dtype, cpu_supports_bf16, default_device, malloc_tuned
+    from ..runtime import autocast_dtype, cpu_supports_bf16, default_device, malloc_tuned
 
     rows = [
         ("python", sys.version.split()[0], ""),
@@ -48,11 +54,12 @@ def checks(*, hashes: bool = True, estimate: bool = True) -> list[tuple[str, str
         ("seed offset", str(settings.seed()), "LAB_SEED"),
         ("torch threads", str(torch.get_num_threads()), ""),
         ("malloc settings", "reuse freed memory" if malloc_tuned() else "glibc defaults",
-         "" if malloc_tuned() else "start Jupyter with `make lab` for faster CPU training (labutils.train.MALLOC_ENV)"),
+         "" if malloc_tuned() else "start Jupyter with `make lab` for faster CPU training (labutils.runtime.MALLOC_ENV)"),
     ]
     for module in ("torchvision", "ipywidgets", "jupyterlab_widgets", "jupyterlab", "papermill", "torchattacks"):
         v = _version(module)
-        rows.append((module, v, "run `make setup`" if v == "MISSING" else ""))
+        hint = "run `make setup`" if v == "MISSING" else ("reinstall it: `make setup`" if v.startswith("BROKEN") else "")
+        rows.append((module, v, hint))
     try:
         from jupyter_client.kernelspec import KernelSpecManager
 
@@ -70,8 +77,8 @@ def checks(*, hashes: bool = True, estimate: bool = True) -> list[tuple[str, str
             if found and hashes:
                 for split in _data.SPLITS:
                     rows.append((f"    {split} sha256", dataset_sha256(name, split), "images, then labels"))
-    except Exception as exc:
-        rows.append(("data dir", f"error: {type(exc).__name__}: {exc}", ""))
+    except (OSError, ValueError) as exc:  # no data folder, an unreadable or corrupt dataset file
+        rows.append(("data dir", f"error: {type(exc).__name__}: {exc}", "see data/README.md"))
     if estimate:
         step = timing.calibrate()
         factor = timing.speed_factor(step)

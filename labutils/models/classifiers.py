@@ -1,27 +1,18 @@
-"""Network architectures of the course.
+"""Image classifiers of the course; each takes float images in ``[0, 1]`` and returns logits.
 
-Every model takes float images in ``[0, 1]`` of shape ``(N, C, H, W)`` and
-normalises them in its first layer (:class:`Normalize`), so attacks, OOD scores
-and widgets never deal with normalised pixels.  Classifiers return logits
-``(N, num_classes)``.
-
-* :class:`SimpleCNN`: the course's plain baseline (two conv blocks, dropout,
-  no BatchNorm), the reference figure is 73.7 % on CIFAR-10.
-* :class:`FastNet`: a small, fast CIFAR-10 network for CPUs in the spirit of
-  airbench / hlb-CIFAR10: a frozen 2x2 patch-whitening convolution initialised
-  from the data, three conv-pool-BN-GELU groups, global max pooling and a
-  scaled linear head.
-* :class:`ConvAutoencoder`: reconstruction model for OOD detection.
-
-:func:`build` makes a model from its registry name and keyword arguments; the
-checkpoint cache stores those two things to rebuild and check a model.
+* :class:`Normalize`: the first layer of every model (per-channel ``(x - mean) / std``).
+* :class:`SimpleCNN`: the course's plain baseline (two conv blocks, dropout, no BatchNorm);
+  the reference figure is 73.7 % on CIFAR-10.
+* :class:`FastNet`: a small, fast CIFAR-10 network for CPUs in the spirit of airbench /
+  hlb-CIFAR10: a frozen 2x2 patch-whitening convolution initialised from the data, three
+  conv-pool-BN-GELU groups, global max pooling and a scaled linear head.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-__all__ = ["Normalize", "SimpleCNN", "FastNet", "ConvAutoencoder", "MODELS", "build", "CIFAR10_MEAN", "CIFAR10_STD"]
+__all__ = ["Normalize", "SimpleCNN", "FastNet", "CIFAR10_MEAN", "CIFAR10_STD"]
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
@@ -98,7 +89,7 @@ class FastNet(nn.Module):
     logits x ``logit_scale``.
 
     Call :meth:`init_whitening` with a sample of training images before
-    training; :func:`labutils.train.fit` does it automatically.
+    training; :func:`labutils.training.fit` does it automatically.
 
     Input ``(N, 3, 32, 32)`` in ``[0, 1]``; output logits ``(N, num_classes)``.
     """
@@ -139,42 +130,3 @@ class FastNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(self.whiten(self.normalize(x)) + self.whiten_bias)) * self.logit_scale
-
-
-class ConvAutoencoder(nn.Module):
-    """Convolutional autoencoder for 32x32 images: 3 stride-2 convs down to ``latent x 4 x 4``, 3 transposed convs up.
-
-    Input ``(N, C, 32, 32)`` in ``[0, 1]``; output the reconstruction, same shape, in ``[0, 1]`` (sigmoid).
-    """
-
-    def __init__(self, in_channels: int = 3, width: int = 32, latent: int = 64,
-                 mean=CIFAR10_MEAN, std=CIFAR10_STD):
-        super().__init__()
-
-        def down(cin, cout):
-            return [nn.Conv2d(cin, cout, 4, stride=2, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
-
-        def up(cin, cout):
-            return [nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
-
-        self.encoder = nn.Sequential(Normalize(mean[:in_channels], std[:in_channels]),
-                                     *down(in_channels, width), *down(width, 2 * width), *down(2 * width, latent))
-        self.decoder = nn.Sequential(*up(latent, 2 * width), *up(2 * width, width),
-                                     nn.ConvTranspose2d(width, in_channels, 4, stride=2, padding=1), nn.Sigmoid())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.encoder(x))
-
-
-MODELS: dict[str, type[nn.Module]] = {
-    "simple_cnn": SimpleCNN,
-    "fastnet": FastNet,
-    "autoencoder": ConvAutoencoder,
-}
-
-
-def build(name: str, **kwargs) -> nn.Module:
-    """Instantiate a registered architecture by name (see ``MODELS``)."""
-    if name not in MODELS:
-        raise ValueError(f"Unknown model {name!r}. Registered models: {', '.join(MODELS)}.")
-    return MODELS[name](**kwargs)

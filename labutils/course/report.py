@@ -1,7 +1,7 @@
 """Metrics, figures and the results report of a run of the series.
 
 Notebooks call :func:`save_metrics` and :func:`save_figure`; the runner
-(:mod:`labutils.runner`) sets ``LAB_RUN_DIR`` so that they land in
+(:mod:`labutils.course.runner`) sets ``LAB_RUN_DIR`` so that they land in
 ``runs/<profile>/`` and then calls :func:`write_report`, which lists every
 metric next to the published reference value (:data:`REFERENCES`) where the
 course has one.
@@ -14,13 +14,14 @@ import os
 import platform
 from pathlib import Path
 
-from . import settings
+from .. import settings
+from ..files import atomic_write_text
 from .claims import run_context
 from .timing import load_timings
 
 __all__ = ["REFERENCES", "run_dir", "save_metrics", "load_metrics", "save_figure", "write_report", "machine_info"]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # metric key -> (published value, unit, source).  Keys are "<notebook stem>/<metric name>".
 REFERENCES: dict[str, tuple[float, str, str]] = {
@@ -62,7 +63,7 @@ def save_metrics(notebook: str, metrics: dict, *, directory: str | os.PathLike |
     """Merge ``metrics`` (name -> number, or nested dict/list) into ``<run dir>/metrics/<notebook>.json``.
 
     The file's ``run`` entry records the seed offset, training precision and CPU kernels of the run
-    (:func:`labutils.claims.run_context`).
+    (:func:`labutils.course.claims.run_context`).
     """
     folder = Path(directory) if directory is not None else run_dir() / "metrics"
     folder.mkdir(parents=True, exist_ok=True)
@@ -70,10 +71,7 @@ def save_metrics(notebook: str, metrics: dict, *, directory: str | os.PathLike |
     current = json.loads(path.read_text()) if path.exists() else {}
     current.update(_clean(metrics))
     current["run"] = run_context()  # seed offset, precision and CPU kernels the figures were measured with
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(current, indent=2, sort_keys=True))
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(json.dumps(current, indent=2, sort_keys=True), path)
 
 
 def load_metrics(directory: str | os.PathLike | None = None) -> dict[str, dict]:
@@ -95,7 +93,7 @@ def machine_info() -> dict:
     """Processor, core count, torch version and accelerator of this machine."""
     import torch
 
-    from .train import cpu_supports_bf16
+    from ..runtime import cpu_supports_bf16
 
     info = {
         "platform": platform.platform(),

@@ -6,7 +6,7 @@ asserts about it must hold with a margin measured over seeds 0-4 and both
 precisions.  :class:`Claims` asserts such a number against its bound and
 appends ``{where, claim, value, op, bound, margin, ...}`` to
 ``$LAB_CLAIMS_LOG`` when that is set; ``make seeds``
-(:mod:`labutils.seeds`) runs the notebooks and the model-training tests under
+(:mod:`labutils.course.seeds`) runs the notebooks and the model-training tests under
 every seed and precision and prints one table of those records.
 
 Some claims only hold at the scale of the ``standard`` profile (a model
@@ -27,8 +27,8 @@ from collections.abc import Mapping
 
 import torch
 
-from . import settings
-from .train import autocast_dtype, default_device
+from .. import settings
+from ..runtime import autocast_dtype, default_device
 
 __all__ = ["ClaimFailed", "Claims", "run_context"]
 
@@ -56,7 +56,7 @@ class Claims:
 
     Args:
         where: what makes the claims (a notebook stem or a test id).
-        profile: the run's :class:`labutils.profiles.Profile` (or any mapping with
+        profile: the run's :class:`labutils.course.profiles.Profile` (or any mapping with
             ``assert_scale_claims``); None: every claim is asserted.
         verbose: print each claim with its value and margin.
     """

@@ -26,8 +26,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import attacks as _attacks
-from . import data as _data
+from .. import attacks as _attacks
+from .. import data as _data
+from ..runtime import frozen_eval, model_device
 
 __all__ = ["ATTACKS", "attack_figure", "epsilon_explorer"]
 
@@ -76,17 +77,11 @@ def _as_class(value, name: str, k: int | None) -> int:
     return value
 
 
-def _device_of(model: nn.Module) -> torch.device:
-    for t in list(model.parameters()) + list(model.buffers()):
-        return t.device
-    return torch.device("cpu")
-
-
 @torch.no_grad()
 def _probabilities(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Softmax probabilities ``(K,)`` (fp32, CPU) of one image ``(1, C, H, W)``; eval mode, mode restored."""
-    with _attacks.attack_mode(model):
-        logits = model(x.to(_device_of(model)))
+    with frozen_eval(model):
+        logits = model(x.to(model_device(model)))
     return torch.softmax(logits.float(), dim=1)[0].cpu()
 
 
@@ -186,7 +181,7 @@ def attack_figure(model: nn.Module, image: torch.Tensor, label, *, attack: str =
     if amplify is not None and not (math.isfinite(float(amplify)) and float(amplify) > 0):
         raise ValueError(f"amplify must be a positive number, got {amplify!r}.")
 
-    device = _device_of(model)
+    device = model_device(model)
     xd = x.to(device)
     y = torch.tensor([label], device=device)
     if key == "fgsm":
@@ -195,7 +190,7 @@ def attack_figure(model: nn.Module, image: torch.Tensor, label, *, attack: str =
         x_adv = _attacks.fgsm(model, xd, torch.tensor([target], device=device), eps, targeted=True)
     else:
         steps = int(pgd_steps)
-        alpha = 2.5 * eps / max(1, steps) if pgd_alpha is None else float(pgd_alpha)
+        alpha = _attacks.default_pgd_alpha(eps, steps) if pgd_alpha is None else float(pgd_alpha)
         gen = torch.Generator(device=device).manual_seed(int(seed))
         x_adv = _attacks.pgd(model, xd, y, eps, alpha, steps, generator=gen)
     p0 = _probabilities(model, xd)

@@ -1,59 +1,56 @@
-"""Datasets held in memory as uint8 tensors, and a fast augmenting batch iterator.
+"""The course's datasets, held in memory as uint8 tensors and cached after the first decode.
 
 Every dataset is returned by :func:`load` as ``(images, labels)``:
 
 * ``images``: ``torch.uint8`` tensor of shape ``(N, C, H, W)``, values 0..255;
 * ``labels``: ``torch.int64`` tensor of shape ``(N,)``.
 
-Models in :mod:`labutils.models` normalise inside their first layer, so the rest
-of the library works on float images in ``[0, 1]`` (see :func:`to_float`).
-
 The data directory is ``$LAB_DATA_DIR`` when set, else the repository's
 ``data/`` folder.  The first load of a dataset decodes it once and writes a
-tensor cache under ``<data dir>/cache/``; later loads read that cache.
+tensor cache under ``<data dir>/cache/``; later loads read that cache.  Without
+the files and without a network, :class:`DatasetNotFoundError` lists the paths
+searched, the layouts accepted and how to provide the data.
 """
 from __future__ import annotations
 
 import gzip
-import os
 import struct
-from dataclasses import dataclass
+import warnings
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
 
-from . import settings
+from .. import settings
+from ..files import atomic_save, error_summary, is_corrupt_file_error
 
-__all__ = [
-    "DATASETS",
-    "CIFAR10_CLASSES",
-    "FASHION_MNIST_CLASSES",
-    "DatasetNotFoundError",
-    "data_dir",
-    "load",
-    "class_names",
-    "to_float",
-    "check_images",
-    "match_format",
-    "Batches",
-]
+__all__ = ["DATASETS", "CIFAR10_CLASSES", "FASHION_MNIST_CLASSES", "DatasetNotFoundError", "data_dir", "load",
+           "class_names", "CACHE_VERSION", "SPLITS"]
 
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer",
     "dog", "frog", "horse", "ship", "truck",
 )
+
+
 FASHION_MNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )
+
+
 SPLITS = ("train", "test")
+
+
 # Number of noise images per split: the size of CIFAR-10's test set, as in the
 # reference OOD experiment (torchvision FakeData, 32x32 RGB).
 NOISE_SIZES = {"train": 10_000, "test": 10_000}
+
+
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
-_CACHE_VERSION = 2  # 2: class-folder images in a fixed shuffled order
+
+
+CACHE_VERSION = 2  # of the tensor cache (and part of every checkpoint key); 2: class-folder images shuffled
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -71,19 +68,20 @@ def data_dir() -> Path:
                 f"(mkdir -p {env}) or point LAB_DATA_DIR at the folder that holds the datasets."
             )
         return path
-    repo_data = Path(__file__).resolve().parent.parent / "data"
+    repo_data = Path(__file__).resolve().parents[2] / "data"
     path = repo_data if repo_data.parent.joinpath("pyproject.toml").exists() else Path("data").resolve()
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
-# --------------------------------------------------------------------------- names
 _ALIASES = {
     "cifar10": "cifar10", "cifar-10": "cifar10", "cifar_10": "cifar10",
     "fashion_mnist": "fashion_mnist", "fashion-mnist": "fashion_mnist",
     "fashionmnist": "fashion_mnist", "fmnist": "fashion_mnist",
     "noise": "noise", "fakedata": "noise",
 }
+
+
 DATASETS = ("cifar10", "fashion_mnist", "noise")
 
 
@@ -110,7 +108,6 @@ def class_names(name: str) -> tuple[str, ...]:
     return tuple(str(i) for i in range(10))
 
 
-# --------------------------------------------------------------------------- loading
 def load(name: str, split: str = "train", *, download: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Load a dataset split into memory.
 
@@ -129,17 +126,15 @@ def load(name: str, split: str = "train", *, download: bool = True) -> tuple[tor
     """
     name, split = _canonical(name), _check_split(split)
     root = data_dir()
-    cache = root / "cache" / f"{name}-{split}-v{_CACHE_VERSION}.pt"
+    cache = root / "cache" / f"{name}-{split}-v{CACHE_VERSION}.pt"
     if cache.exists():
-        try:
-            blob = torch.load(cache, weights_only=True)
-            return blob["images"], blob["labels"]
-        except Exception:  # a half-written or corrupt cache: decode again
-            cache.unlink(missing_ok=True)
+        cached = _read_cache(cache)
+        if cached is not None:
+            return cached
     images, labels = _DECODERS[name](root, split, download)
     images, labels = images.contiguous(), labels.to(torch.int64).contiguous()
     _validate_decoded(name, images, labels)
-    _atomic_save({"images": images, "labels": labels}, cache)
+    atomic_save({"images": images, "labels": labels}, cache)
     return images, labels
 
 
@@ -149,11 +144,26 @@ def _validate_decoded(name: str, images: torch.Tensor, labels: torch.Tensor) -> 
                            f"and labels {tuple(labels.shape)}; this is a bug in labutils.data.")
 
 
-def _atomic_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+def _read_cache(cache: Path) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The cached ``(images, labels)``; None (with a warning, the file removed) when it is corrupt.
+
+    Only a file that is unreadable as a tensor cache counts as corrupt; any other error (no
+    permission, out of memory) is raised as it is, and the cache is kept.
+    """
+    try:
+        blob = torch.load(cache, weights_only=True)
+    except Exception as exc:
+        if not is_corrupt_file_error(exc):
+            raise
+        reason = error_summary(exc)
+    else:
+        if isinstance(blob, dict) and all(isinstance(blob.get(k), torch.Tensor) for k in ("images", "labels")):
+            return blob["images"], blob["labels"]
+        reason = "it does not hold 'images' and 'labels' tensors"
+    warnings.warn(f"The dataset cache {cache} is corrupt ({reason}); removing it and decoding the dataset again.",
+                  stacklevel=3)
+    cache.unlink(missing_ok=True)
+    return None
 
 
 def _not_found(name: str, searched: list[Path], layouts: str, fix: str, cause: Exception | None) -> DatasetNotFoundError:
@@ -327,123 +337,3 @@ def _progress(iterable, desc: str):
     from tqdm.auto import tqdm
 
     return tqdm(iterable, desc=desc, leave=False, mininterval=1.0)
-
-
-# --------------------------------------------------------------------------- conversions
-def to_float(images: torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
-    """uint8 images ``(N, C, H, W)`` in 0..255 -> float32 in ``[0, 1]`` (on ``device``)."""
-    if images.dtype != torch.uint8:
-        raise TypeError(f"to_float expects uint8 images, got {images.dtype}.")
-    return images.to(device).float().div_(255)
-
-
-def check_images(x: torch.Tensor, *, name: str = "images", atol: float = 1e-6) -> None:
-    """Raise a clear error unless ``x`` is a float batch ``(N, C, H, W)`` with values in ``[0, 1]``."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}.")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be floating point in [0, 1], got {x.dtype}; "
-                        "convert uint8 images with labutils.data.to_float.")
-    if x.ndim != 4:
-        raise ValueError(f"{name} must have shape (N, C, H, W), got {tuple(x.shape)}; "
-                         "add a batch dimension with x.unsqueeze(0) for a single image.")
-    if x.numel():
-        lo, hi = float(x.min()), float(x.max())
-        if lo < -atol or hi > 1 + atol:
-            raise ValueError(f"{name} must lie in [0, 1], got values in [{lo:.4g}, {hi:.4g}]; "
-                             "pass un-normalised images (the models normalise inside).")
-
-
-def match_format(images: torch.Tensor, channels: int = 3, size: int = 32) -> torch.Tensor:
-    """Resize uint8 images to ``size x size`` and repeat grey to ``channels`` (e.g. Fashion-MNIST -> 3x32x32)."""
-    if images.dtype != torch.uint8 or images.ndim != 4:
-        raise TypeError("match_format expects uint8 images of shape (N, C, H, W).")
-    x = images
-    if x.shape[-2:] != (size, size):
-        x = torch.nn.functional.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True,
-                                            align_corners=False).round_().clamp_(0, 255).to(torch.uint8)
-    if x.shape[1] != channels:
-        if x.shape[1] != 1:
-            raise ValueError(f"cannot turn {x.shape[1]} channels into {channels}.")
-        x = x.expand(-1, channels, -1, -1)
-    return x.contiguous()
-
-
-# --------------------------------------------------------------------------- batches
-@dataclass
-class Batches:
-    """Iterate over ``(x, y)`` mini-batches of an in-memory uint8 dataset.
-
-    Augmentation runs on whole batches of tensors on ``device``: random crop
-    with zero padding of ``pad`` pixels and random horizontal flip.  Each
-    iteration over the object is one epoch with a new shuffle.
-
-    Yields:
-        ``x``: float32 ``(B, C, H, W)`` in ``[0, 1]`` on ``device`` (channels_last
-        when ``channels_last``); ``y``: int64 ``(B,)`` on ``device``.
-    """
-
-    images: torch.Tensor
-    labels: torch.Tensor
-    batch_size: int = 512
-    shuffle: bool = False
-    augment: bool = False
-    pad: int = 4
-    drop_last: bool = False
-    device: torch.device | str = "cpu"
-    channels_last: bool = False
-    seed: int | None = None
-
-    def __post_init__(self):
-        if self.images.dtype != torch.uint8 or self.images.ndim != 4:
-            raise TypeError(f"Batches expects uint8 images (N, C, H, W), got {self.images.dtype} "
-                            f"{tuple(self.images.shape)}.")
-        if self.labels.shape != (self.images.shape[0],):
-            raise ValueError(f"{self.images.shape[0]} images but labels of shape {tuple(self.labels.shape)}.")
-        if self.batch_size < 1:
-            raise ValueError("batch_size must be at least 1.")
-        self.device = torch.device(self.device)
-        self._x = self.images.to(self.device)
-        self._y = self.labels.to(self.device)
-        self._gen = torch.Generator(device=self.device)
-        self._gen.manual_seed(self.seed if self.seed is not None else int(torch.randint(2**62, ()).item()))
-
-    def __len__(self) -> int:
-        n = self._x.shape[0]
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = self._x.shape[0]
-        order = torch.randperm(n, device=self.device, generator=self._gen) if self.shuffle else None
-        for b in range(len(self)):
-            lo, hi = b * self.batch_size, min(n, (b + 1) * self.batch_size)
-            if order is None:
-                x, y = self._x[lo:hi], self._y[lo:hi]
-            else:  # index_select is several times faster than advanced indexing here
-                x, y = self._x.index_select(0, order[lo:hi]), self._y.index_select(0, order[lo:hi])
-            if self.augment:
-                x = random_crop_flip(x, self.pad, self._gen)
-            x = x.float().mul_(1 / 255)
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            yield x, y
-
-
-def random_crop_flip(x: torch.Tensor, pad: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Random crop after zero padding by ``pad`` pixels, then random horizontal flip, per image.
-
-    Both are done by one ``gather`` with per-image indices (no per-image Python work).
-    Works on any dtype; ``x`` is ``(B, C, H, W)`` and is not modified.
-    """
-    b, c, h, w = x.shape
-    dev = x.device
-    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad)) if pad > 0 else x
-    width = w + 2 * pad
-    dy = torch.randint(0, 2 * pad + 1, (b,), device=dev, generator=generator)
-    dx = torch.randint(0, 2 * pad + 1, (b,), device=dev, generator=generator)
-    flip = torch.rand(b, device=dev, generator=generator) < 0.5
-    cols = torch.arange(w, device=dev)
-    cols = torch.where(flip[:, None], cols.flip(0), cols) + dx[:, None]  # (B, W): mirrored when flipped
-    rows = torch.arange(h, device=dev)[None, :] + dy[:, None]  # (B, H)
-    index = (rows[:, :, None] * width + cols[:, None, :]).view(b, 1, h * w).expand(b, c, h * w)
-    return padded.reshape(b, c, -1).gather(2, index).view(b, c, h, w)

@@ -1,7 +1,7 @@
 """Execute the notebook series headlessly and write the results report.
 
-    python -m labutils.runner --profile standard            # every notebook, in order
-    python -m labutils.runner --profile smoke --only 00 02  # a selection
+    python -m labutils.course.runner --profile standard            # every notebook, in order
+    python -m labutils.course.runner --profile smoke --only 00 02  # a selection
 
 Each notebook runs with papermill (parameter ``PROFILE`` injected after its
 ``parameters`` cell) into ``runs/<profile>/``: the executed notebook, its
@@ -14,7 +14,7 @@ While it runs, the terminal shows the notebook, the cell being executed (its
 number and first line), the elapsed time and an estimate of the time left:
 from this machine's earlier run of the profile when there is one, else from
 the reference machine's times scaled by a short calibration
-(:mod:`labutils.timing`).  Kernels talk to the runner over local IPC sockets
+(:mod:`labutils.course.timing`).  Kernels talk to the runner over local IPC sockets
 (POSIX), not TCP.
 """
 from __future__ import annotations
@@ -25,13 +25,14 @@ import os
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..runtime import MALLOC_ENV
 from . import timing
 from .profiles import PROFILES, profile_name
 from .report import REPO_ROOT, write_report
-from .train import MALLOC_ENV
 
 __all__ = ["NotebookFailure", "notebooks", "run_series", "main"]
 
@@ -77,8 +78,8 @@ def _failure(nb: Path, out: Path, exc: Exception) -> NotebookFailure:
             if c.cell_type == "code" and any(o.get("output_type") == "error" for o in c.get("outputs", [])):
                 source, cell = c.source, c.get("execution_count") or cell
                 break
-    except Exception:
-        pass
+    except (OSError, ValueError) as read_error:  # no executed copy, or a truncated one (nbformat's errors are ValueErrors)
+        source = f"(the executed copy {out} could not be read: {type(read_error).__name__}: {read_error})"
     return NotebookFailure(nb, out, cell, error.strip().splitlines()[0] if error.strip() else error, source)
 
 
@@ -175,18 +176,37 @@ def run_series(profile: str, *, selection: list[str] | None = None, out_dir: Pat
                kernel: str = "python3", progress: bool = True,
                folder: Path = NOTEBOOK_DIR) -> tuple[Path, list[NotebookFailure]]:
     """Execute the notebooks of ``folder`` for ``profile``; return ``(report path, failures)``."""
-    import nbformat
-    import papermill
-
     profile = profile_name(profile)
     # absolute: the kernels run in the notebooks' folder and write metrics and figures under LAB_RUN_DIR
     out_dir = Path(out_dir).resolve() if out_dir is not None else REPO_ROOT / "runs" / profile
     out_dir.mkdir(parents=True, exist_ok=True)
-    os.environ["LAB_RUN_DIR"] = str(out_dir)
-    os.environ["LAB_PROFILE"] = profile
-    os.environ.setdefault("MPLBACKEND", "Agg")
-    for key, value in MALLOC_ENV.items():  # the kernels start with the reuse-friendly malloc settings
-        os.environ.setdefault(key, value)
+    # what the kernels inherit (the reuse-friendly malloc settings among it); restored when the run ends
+    kernel_env = {"LAB_RUN_DIR": str(out_dir), "LAB_PROFILE": profile,
+                  **{k: os.environ.get(k, v) for k, v in {"MPLBACKEND": "Agg", **MALLOC_ENV}.items()}}
+    with _environment(kernel_env):
+        return _run_notebooks(profile, selection, out_dir, kernel, progress, folder)
+
+
+@contextmanager
+def _environment(values: dict[str, str]):
+    """Set environment variables for the length of a ``with`` block, then put back what was there."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _run_notebooks(profile: str, selection, out_dir: Path, kernel: str, progress: bool,
+                   folder: Path) -> tuple[Path, list[NotebookFailure]]:
+    import nbformat
+    import papermill
+
     failures: list[NotebookFailure] = []
     todo = notebooks(selection, folder)
     names = [nb.stem for nb in todo]

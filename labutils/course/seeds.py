@@ -1,13 +1,13 @@
 """Do the course's claims hold for every seed and precision?  ``make seeds``.
 
-    python -m labutils.seeds                       # seeds 0-4 x (this CPU's default, fp32 as on an AVX2 laptop)
-    python -m labutils.seeds --seeds 0 3 --precisions fp32
-    python -m labutils.seeds --paths notebooks/03_pgd_and_norms.ipynb --out runs/seeds-03
+    python -m labutils.course.seeds                       # seeds 0-4 x (this CPU's default, fp32 as on an AVX2 laptop)
+    python -m labutils.course.seeds --seeds 0 3 --precisions fp32
+    python -m labutils.course.seeds --paths notebooks/03_pgd_and_norms.ipynb --out runs/seeds-03
 
 For every seed offset and precision it runs the smoke notebooks and the tests
 marked ``trains`` (``pytest -m trains tests notebooks --nbval-lax``) in a fresh
 process with ``LAB_SEED``, ``LAB_PRECISION`` and ``LAB_CLAIMS_LOG`` set, then
-prints one table: each claim (:mod:`labutils.claims`), the value it measured
+prints one table: each claim (:mod:`labutils.course.claims`), the value it measured
 in every run, the bound, the smallest margin and the runs where it failed.  A
 test that failed outside a claim is listed below the table.
 
@@ -31,7 +31,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from .report import REPO_ROOT
-from .train import MALLOC_ENV
+from ..runtime import MALLOC_ENV
 
 __all__ = ["AVX2_ENV", "run_environment", "claims_table", "main"]
 
@@ -87,7 +87,7 @@ def _failed_tests(junit: Path) -> list[str]:
 
 
 def read_claims(path: str | os.PathLike) -> list[dict]:
-    """The records of a claims log (:mod:`labutils.claims`)."""
+    """The records of a claims log (:mod:`labutils.course.claims`)."""
     path = Path(path)
     if not path.exists():
         return []

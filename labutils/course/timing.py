@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from ..files import atomic_write_text
+
 __all__ = ["REFERENCE", "EXPECTED_SECONDS", "calibrate", "speed_factor", "expected_seconds", "load_timings",
            "save_timings"]
 
@@ -41,12 +43,12 @@ EXPECTED_SECONDS: dict[str, dict[str, float]] = {
 def calibrate(steps: int = 3, batch_size: int = 256, device: str | torch.device = "cpu") -> float:
     """Median seconds of one FastNet training step (forward, backward, SGD) on random images.
 
-    Runs at the precision :func:`labutils.train.autocast_dtype` picks for ``device`` and in
-    channels_last, as :func:`labutils.train.fit` does; one warm-up step is not counted.
+    Runs at the precision :func:`labutils.runtime.autocast_dtype` picks for ``device`` and in
+    channels_last, as :func:`labutils.training.fit` does; one warm-up step is not counted.
     Takes a few seconds on a 2-core CPU.
     """
-    from .models import FastNet
-    from .train import _autocast, autocast_dtype
+    from ..models import FastNet
+    from ..runtime import autocast, autocast_dtype
 
     device = torch.device(device)
     gen = torch.Generator().manual_seed(0)
@@ -58,7 +60,7 @@ def calibrate(steps: int = 3, batch_size: int = 256, device: str | torch.device 
     times = []
     for i in range(steps + 1):
         t0 = time.perf_counter()
-        with _autocast(device, amp):
+        with autocast(device, amp):
             loss = torch.nn.functional.cross_entropy(model(x).float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -103,5 +105,4 @@ def save_timings(folder: str | Path, timings: dict[str, float]) -> Path:
     """Merge ``timings`` (notebook name -> seconds) into ``folder/timings.json``."""
     path = Path(folder) / "timings.json"
     merged = {**load_timings(folder), **timings}
-    path.write_text(json.dumps(merged, indent=2, sort_keys=True))
-    return path
+    return atomic_write_text(json.dumps(merged, indent=2, sort_keys=True), path)

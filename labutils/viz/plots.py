@@ -3,11 +3,11 @@
 Every function draws into ``ax`` (or ``fig``) when given one, else into a new
 figure, and returns the :class:`matplotlib.figure.Figure`.  Nothing here
 calls ``plt.show()`` or chooses a backend: notebooks display the returned
-figure, scripts save it (e.g. with :func:`labutils.report.save_figure`) and
+figure, scripts save it (e.g. with :func:`labutils.course.report.save_figure`) and
 should close it with ``plt.close(fig)``.
 
 Conventions: images are ``(N, C, H, W)`` uint8 in 0..255 or float in
-``[0, 1]``; OOD scores follow :mod:`labutils.ood` (higher = more
+``[0, 1]``; OOD scores follow :mod:`labutils.uncertainty` (higher = more
 in-distribution); accuracies are fractions in ``[0, 1]`` unless stated; attack
 budgets ``eps`` are on the ``[0, 1]`` pixel scale (e.g. ``8/255``).
 """
@@ -98,7 +98,7 @@ def roc_curves(curves: Mapping[str, Sequence], ax=None):
 
     Args:
         curves: ``{label: (fpr, tpr)}`` or ``{label: (fpr, tpr, thresholds)}`` as returned by
-            :func:`labutils.ood.roc_curve`: fractions in ``[0, 1]``, ordered by increasing fpr.
+            :func:`labutils.uncertainty.roc_curve`: fractions in ``[0, 1]``, ordered by increasing fpr.
             In the OOD setting the positive class is in-distribution: ``tpr`` is the
             fraction of ID images accepted, ``fpr`` the fraction of OOD images accepted.
         ax: axes to draw into (default: a new figure).
@@ -279,7 +279,7 @@ def accuracy_vs_eps(eps_values, curves: Mapping[str, Sequence[float]], *, ax=Non
         eps_values: budgets on the ``[0, 1]`` pixel scale (e.g. ``(0, 1/255, 8/255)``),
             or in the attack's own units (e.g. L2 norms) with ``eps_in_255=False``.
         curves: ``{label: accuracies}``, one accuracy per epsilon: fractions in
-            ``[0, 1]`` (as :func:`labutils.train.evaluate` returns them) or
+            ``[0, 1]`` (as :func:`labutils.training.evaluate` returns them) or
             percentages with ``accuracy_in_percent=True``.
         ax: axes to draw into (default: a new figure).
         eps_in_255: show epsilon as multiples of 1/255 (x label "epsilon (x/255)").

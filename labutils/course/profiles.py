@@ -17,7 +17,7 @@ where the CPU or GPU computes it natively, else fp32; ``$LAB_PRECISION``
 overrides) and records that precision as ``P.precision``.
 
 ``assert_scale_claims``: whether claims that only hold at the standard
-profile's scale are asserted (see :mod:`labutils.claims`); at smoke scale they
+profile's scale are asserted (see :mod:`labutils.course.claims`); at smoke scale they
 are printed as observations.
 """
 from __future__ import annotations
@@ -25,8 +25,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-from . import settings
-from .train import TrainConfig, autocast_dtype, default_device
+from .. import settings
+from ..runtime import autocast_dtype, default_device
+from ..training import TrainConfig
 
 __all__ = ["PROFILES", "profile", "profile_name", "Profile", "ByPrecision", "with_seed", "training_precision"]
 

@@ -1,0 +1,23 @@
+"""Training: what a run is (:mod:`.config`), how it optimises (:mod:`.optim`), the loop
+(:mod:`.loop`), prediction (:mod:`.inference`), checkpoint files (:mod:`.checkpoints`) and the
+train-once cache (:mod:`.cache`).
+
+Typical use::
+
+    from labutils import training
+    model, info = training.get_or_train("fastnet", training.TrainConfig(epochs=8))
+    accuracy = training.evaluate(model, x_test, y_test, tta="flip")
+
+Later training modes (adversarial training, noise augmentation, EntProp) plug into :func:`fit`.
+"""
+from .cache import get_or_train
+from .checkpoints import (CheckpointCorruptError, CheckpointMismatchError, checkpoint_dir, load, load_model, run_key,
+                          save)
+from .config import BatchHook, TrainConfig, TrainResult
+from .inference import TTA_MODES, evaluate, predict_logits
+from .loop import fit
+from .optim import lr_at, make_optimizer, make_scheduler
+
+__all__ = ["TrainConfig", "TrainResult", "BatchHook", "fit", "evaluate", "predict_logits", "TTA_MODES",
+           "get_or_train", "load_model", "load", "save", "checkpoint_dir", "run_key", "CheckpointCorruptError",
+           "CheckpointMismatchError", "lr_at", "make_optimizer", "make_scheduler"]

@@ -1,0 +1,85 @@
+"""The train-once cache: :func:`get_or_train` returns a trained model, training it only on first use.
+
+Files live under ``<data dir>/checkpoints`` (see :mod:`.checkpoints` for the format and for
+what happens to corrupt, mismatched and partial files), named by the architecture, the dataset
+and a hash of everything that determines the run.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+
+import torch
+from torch import nn
+
+from ..data import CACHE_VERSION, load
+from ..models import build
+from ..runtime import autocast_dtype, default_device, seed_everything
+from .checkpoints import CheckpointCorruptError, checkpoint_dir, jsonable, load_model, partial_path, run_key, save
+from .checkpoints import load as load_checkpoint
+from .loop import fit
+
+__all__ = ["get_or_train"]
+
+
+def get_or_train(
+    name: str,
+    config,
+    *,
+    dataset: str = "cifar10",
+    model_kwargs: dict | None = None,
+    tag: str | None = None,
+    device: torch.device | str | None = None,
+    retrain: bool = False,
+    progress: bool = True,
+    batch_hook=None,
+) -> tuple[nn.Module, dict]:
+    """Return a trained model, training it on first use and caching the weights.
+
+    Args:
+        name: architecture in :data:`labutils.models.MODELS` (e.g. ``"fastnet"``).
+        config: :class:`labutils.training.TrainConfig`; its seed seeds the initial weights too.
+        dataset: training set name for :func:`labutils.data.load` (its ``train`` split).
+        model_kwargs: keyword arguments of the architecture.
+        tag: distinguishes runs whose ``batch_hook`` differs (e.g. ``"fgsm-at"``);
+            the hook itself cannot be hashed, so a hooked run must name itself.
+        retrain: ignore (and overwrite) a cached checkpoint, and the state of an interrupted run:
+            train from scratch.
+
+    Returns:
+        ``(model, info)``: the model in eval mode on ``device`` and a dict with
+        ``path``, ``history``, ``train_seconds``, ``precision`` and ``cached``
+        (True when nothing was trained).
+    """
+    if batch_hook is not None and tag is None:
+        raise ValueError("get_or_train: a run with a batch_hook must have a tag naming it, "
+                         "or it would share a cache entry with the plain run.")
+    model_kwargs = dict(model_kwargs or {})
+    device = torch.device(device) if device is not None else default_device()
+    # The precision actually used (not the configured "auto"): a bf16-trained model is not an fp32 run's.
+    precision = "bf16" if autocast_dtype(device, config.precision) is not None else "fp32"
+    meta = {"model": name, "model_kwargs": model_kwargs, "dataset": dataset, "config": config.to_dict(),
+            "precision": precision, "tag": tag, "format": 3, "data_version": CACHE_VERSION}
+    path = checkpoint_dir() / f"{name}-{dataset}-{run_key(meta)}.pt"
+    if retrain:  # from scratch: not from the state of an earlier, interrupted run
+        partial_path(path).unlink(missing_ok=True)
+    elif path.exists():
+        try:
+            ckpt = load_checkpoint(path)
+        except CheckpointCorruptError as exc:
+            corrupt = path.with_name(path.name + ".corrupt")
+            os.replace(path, corrupt)
+            warnings.warn(f"{exc} Moved it to {corrupt} and training again.", stacklevel=2)
+        else:
+            model = load_model(path, expected_meta=meta).to(device).to(memory_format=torch.channels_last)
+            info = {k: ckpt.get(k) for k in ("history", "train_seconds", "precision")}
+            return model, {**info, "path": path, "cached": True}
+
+    seed_everything(config.seed)  # the initial weights are part of the run
+    model = build(name, **model_kwargs)
+    result = fit(model, load(dataset, "train"), config, device=device, batch_hook=batch_hook,
+                 checkpoint=partial_path(path), checkpoint_meta=meta, progress=progress)
+    info = {"history": result.history, "train_seconds": result.train_seconds, "precision": result.precision}
+    save({"meta": jsonable(meta), "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, **info}, path)
+    partial_path(path).unlink(missing_ok=True)
+    return model.eval(), {**info, "path": path, "cached": False, "resumed_from_epoch": result.resumed_from_epoch}

@@ -1,0 +1,202 @@
+"""The training loop: :func:`fit` trains a classifier (cross-entropy) or an autoencoder (pixel MSE).
+
+It reads an in-memory uint8 dataset through :class:`labutils.data.Batches`, steps an SGD or
+AdamW optimiser with a per-step learning-rate schedule (:mod:`.optim`), runs in bf16 autocast
+where the hardware computes bf16 natively (and fp32 elsewhere) with channels_last memory, and
+after every epoch writes a resumable checkpoint when given a path: a run that is interrupted
+continues from its last completed epoch with the same weights, optimiser, schedule and random
+streams, so the result is the one an uninterrupted run gives.
+
+Adversarial and other augmented training plug in through ``batch_hook(model, x, y) -> (x, y)``,
+which may replace each batch before the loss; the modes of the model's submodules are restored
+after it.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data import Batches, subset, to_float
+from ..runtime import autocast, autocast_dtype, default_device, preserved_modes, seed_everything
+from . import checkpoints
+from .config import BatchHook, TrainConfig, TrainResult
+from .inference import evaluate
+from .optim import make_optimizer, make_scheduler
+
+__all__ = ["fit"]
+
+# Steps between two progress-bar updates of the running loss: reading a device number waits for
+# the GPU, so the loss is not read back every step.
+_POSTFIX_EVERY = 10
+
+
+@dataclass
+class _Progress:
+    """Where a run stands: completed epochs, their records and the training seconds spent."""
+
+    epoch: int = 0
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def fit(
+    model: nn.Module,
+    train: tuple[torch.Tensor, torch.Tensor],
+    cfg: TrainConfig,
+    *,
+    test: tuple[torch.Tensor, torch.Tensor] | None = None,
+    device: torch.device | str | None = None,
+    batch_hook: BatchHook | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_meta: dict | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train ``model`` in place on ``train = (uint8 images (N, C, H, W), int64 labels (N,))``.
+
+    Seeds the global generators with ``cfg.seed`` (a side effect on the process: dropout draws
+    from them); shuffling and augmentation use their own generator, seeded with it too.
+
+    Args:
+        test: optional held-out set, evaluated (plain accuracy) after each epoch.
+        batch_hook: ``(model, x, y) -> (x, y)`` applied to every training batch
+            (x float in [0, 1]) before the loss: the adversarial-training hook.
+        checkpoint: path of a resumable checkpoint written atomically after each
+            epoch; an existing one with the same ``checkpoint_meta`` is resumed.
+        checkpoint_meta: identity of the run (architecture, data, config) stored
+            with the checkpoint and checked on resume.
+
+    Returns:
+        :class:`TrainResult` with per-epoch ``loss``, ``train_acc``, ``test_acc``, ``lr`` and ``seconds``.
+        The model is left in eval mode.
+    """
+    from tqdm.auto import tqdm
+
+    device = torch.device(device) if device is not None else default_device()
+    images, labels = subset(*train, cfg.train_size, seed=cfg.seed)
+    if images.dtype != torch.uint8:
+        raise TypeError("fit expects uint8 training images (as returned by labutils.data.load).")
+    seed_everything(cfg.seed)
+    _prepare_model(model, images, labels, cfg, device)
+    batches = Batches(images, labels, batch_size=cfg.batch_size, shuffle=True, augment=cfg.augment, pad=cfg.pad,
+                      drop_last=images.shape[0] >= 2 * cfg.batch_size, device=device, channels_last=True,
+                      seed=cfg.seed)
+    opt = make_optimizer(model, cfg)
+    schedule = make_scheduler(opt, cfg, cfg.epochs * len(batches))
+    amp = autocast_dtype(device, cfg.precision)
+    run = _Progress()
+    if checkpoint is not None:
+        run = _resume(checkpoint, checkpoint_meta or {}, model, opt, schedule, batches, device) or run
+    resumed_from = run.epoch
+
+    bar = tqdm(total=cfg.epochs * len(batches), initial=run.epoch * len(batches),
+               desc=f"training {type(model).__name__}", disable=not progress, leave=False, mininterval=0.5)
+    try:
+        for epoch in range(run.epoch, cfg.epochs):
+            t0 = time.perf_counter()
+            record = _train_epoch(model, batches, opt, schedule, cfg, amp, batch_hook, _epoch_size(cfg, epoch), bar)
+            run.seconds += time.perf_counter() - t0
+            record = {"epoch": epoch + 1, **record, "seconds": run.seconds}
+            if test is not None and cfg.objective == "classify":
+                record["test_acc"] = evaluate(model, *test, device=device)
+            run.history.append(record)
+            run.epoch = epoch + 1
+            if checkpoint is not None:
+                _save_state(checkpoint, checkpoint_meta or {}, model, opt, schedule, batches, run)
+    finally:
+        bar.close()
+    model.eval()
+    return TrainResult(history=run.history, train_seconds=run.seconds,
+                       precision=str(amp or torch.float32).replace("torch.", ""), resumed_from_epoch=resumed_from)
+
+
+def _prepare_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig,
+                   device: torch.device) -> None:
+    """Move the model to ``device`` in channels_last; data-dependent initialisation (FastNet's whitening)."""
+    model.to(device).to(memory_format=torch.channels_last)
+    if hasattr(model, "init_whitening"):
+        model.init_whitening(to_float(subset(images, labels, 5000, seed=cfg.seed + 1)[0], device))
+
+
+def _epoch_size(cfg: TrainConfig, epoch: int) -> int | None:
+    """Side of the training images in this epoch (progressive resizing), None for full size."""
+    return cfg.early_size if cfg.early_size is not None and epoch < cfg.early_epochs else None
+
+
+def _loss(out: torch.Tensor, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    if cfg.objective == "reconstruct":
+        return F.mse_loss(out, x)
+    return F.cross_entropy(out, y, label_smoothing=cfg.label_smoothing)
+
+
+def _train_epoch(model, batches, opt, schedule, cfg, amp, batch_hook, size, bar) -> dict:
+    """One pass over ``batches``; returns the epoch's mean ``loss``, its last step's ``lr`` and ``train_acc``."""
+    model.train()
+    device = batches.device
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    seen, lr = 0, float("nan")
+    for i, (x, y) in enumerate(batches):
+        if size is not None and size != x.shape[-1]:
+            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        if batch_hook is not None:
+            with preserved_modes(model):  # an attack in the hook switches to eval mode and back
+                x, y = batch_hook(model, x, y)
+        with autocast(device, amp):
+            out = model(x)
+        out = out.float()
+        loss = _loss(out, x, y, cfg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        lr = opt.param_groups[0]["lr"]
+        opt.step()
+        schedule.step()
+        loss_sum += loss.detach() * x.shape[0]
+        if cfg.objective == "classify":
+            correct += (out.detach().argmax(1) == y).sum()
+        seen += x.shape[0]
+        bar.update(1)
+        if i % _POSTFIX_EVERY == 0:
+            bar.set_postfix(loss=f"{float(loss_sum) / seen:.3f}")
+    record = {"loss": float(loss_sum) / seen, "lr": lr}
+    if cfg.objective == "classify":
+        record["train_acc"] = int(correct) / seen
+    return record
+
+
+def _rng_state(device: torch.device) -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _save_state(path, meta, model, opt, schedule, batches, run: _Progress) -> None:
+    checkpoints.save_training_state(path, meta, {
+        "model": model.state_dict(), "optimizer": opt.state_dict(), "schedule": schedule.state_dict(),
+        "batches": batches.state_dict(), "rng": _rng_state(batches.device), "history": run.history,
+        "epoch": run.epoch, "train_seconds": run.seconds,
+    })
+
+
+def _resume(path, meta, model, opt, schedule, batches, device) -> _Progress | None:
+    """Load the state of an interrupted run into the objects; None when there is none to resume."""
+    state = checkpoints.load_training_state(path, meta)
+    if state is None:
+        return None
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    batches.load_state_dict(state["batches"])
+    _set_rng_state(state["rng"], device)
+    return _Progress(epoch=state["epoch"], history=state["history"], seconds=state["train_seconds"])
