@@ -33,7 +33,6 @@ def _workload(train_size: int) -> dict:
     import torch
 
     from labutils import attacks, data, models, runtime, training
-
     from labutils.course import profiles
 
     cfg = dataclasses.replace(profiles.profile("standard").fast_config, epochs=1, train_size=train_size)

@@ -33,7 +33,6 @@ import torch  # noqa: E402
 from common import record  # noqa: E402
 
 from labutils import data, models, runtime, training  # noqa: E402
-
 from labutils.course import profiles  # noqa: E402
 from labutils.course.seeds import AVX2_ENV  # noqa: E402
 

@@ -13,7 +13,6 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.image import AxesImage  # noqa: E402
 
 from labutils import uncertainty  # noqa: E402
-
 from labutils.viz import plots  # noqa: E402
 
 

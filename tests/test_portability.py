@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from labutils import data, runtime, settings, training
-
 from labutils.course import claims, profiles, report, runner, seeds, timing
 
 

@@ -7,7 +7,6 @@ import nbformat
 import pytest
 
 from labutils import runtime, training
-
 from labutils.course import profiles, report, runner
 
 

@@ -15,7 +15,6 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from labutils import attacks, data  # noqa: E402
-
 from labutils.viz import widgets  # noqa: E402
 
 NAMES = data.class_names("cifar10")
