@@ -45,14 +45,16 @@ _AE = dict(batch_size=256, optimizer="adam", lr=2e-3, weight_decay=0.0, schedule
 
 @dataclasses.dataclass(frozen=True)
 class ByPrecision:
-    """One training recipe per precision; :func:`profile` resolves it for the machine's precision."""
+    """One value per precision (a training recipe, or a workload such as a number of images);
+    :func:`profile` resolves it for the machine's precision."""
 
-    bf16: TrainConfig
-    fp32: TrainConfig
+    bf16: object
+    fp32: object
 
-    def resolve(self, precision: str) -> TrainConfig:
-        """The recipe for ``precision`` (``"bf16"`` or ``"fp32"``), with that precision fixed in it."""
-        return dataclasses.replace(getattr(self, precision), precision=precision)
+    def resolve(self, precision: str):
+        """The value for ``precision`` (``"bf16"`` or ``"fp32"``); a recipe gets that precision fixed in it."""
+        value = getattr(self, precision)
+        return dataclasses.replace(value, precision=precision) if isinstance(value, TrainConfig) else value
 
 
 def training_precision() -> str:

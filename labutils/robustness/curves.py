@@ -48,6 +48,7 @@ def with_attack_defaults(fn: Callable, eps: float, kwargs: dict) -> dict:
 def predictions(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """int64 CPU tensor ``(N,)``: the class ``model`` predicts for each image (eval mode, in its dtype and on its device)."""
     dtype, device = model_dtype_device(model, x)
+    x = as_float_images(x, name="x")  # uint8 images become [0, 1] floats, not 0..255
     with frozen_eval(model):
         out = model(x.to(device, dtype).contiguous(memory_format=torch.channels_last))
     return out.argmax(1).cpu()

@@ -1,134 +1,15 @@
-"""Figures of the course, drawn with matplotlib.
-
-Every function draws into ``ax`` (or ``fig``) when given one, else into a new
-figure, and returns the :class:`matplotlib.figure.Figure`.  Nothing here
-calls ``plt.show()`` or chooses a backend: notebooks display the returned
-figure, scripts save it (e.g. with :func:`labutils.course.report.save_figure`) and
-should close it with ``plt.close(fig)``.
-
-Conventions: images are ``(N, C, H, W)`` uint8 in 0..255 or float in
-``[0, 1]``; OOD scores follow :mod:`labutils.uncertainty` (higher = more
-in-distribution); accuracies are fractions in ``[0, 1]`` unless stated; attack
-budgets ``eps`` are on the ``[0, 1]`` pixel scale (e.g. ``8/255``).
-"""
+"""Pictures of images and of matrices over classes: image grids, class balance, heatmaps."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["score_histograms", "roc_curves", "image_grid", "class_balance", "accuracy_vs_eps", "heatmap"]
+from ._common import _to_numpy, _new_axes
+
+__all__ = ["image_grid", "class_balance", "heatmap"]
 
 
-# --------------------------------------------------------------------------- helpers
-def _to_numpy(x, dtype=np.float64) -> np.ndarray:
-    try:
-        import torch
-
-        if isinstance(x, torch.Tensor):
-            x = x.detach().cpu()
-            if x.dtype in (torch.bfloat16, torch.float16):
-                x = x.float()
-            x = x.numpy()
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
-    return np.asarray(x, dtype=dtype) if dtype is not None else np.asarray(x)
-
-
-def _new_axes(ax, figsize):
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        fig, ax = plt.subplots(figsize=figsize, layout="constrained")
-    return ax.figure, ax
-
-
-def _scores_1d(x, name: str) -> np.ndarray:
-    arr = _to_numpy(x).ravel()
-    finite = arr[np.isfinite(arr)]
-    if finite.size == 0:
-        raise ValueError(f"{name} has no finite scores to plot (got {arr.size} values).")
-    return finite
-
-
-# --------------------------------------------------------------------------- OOD
-def score_histograms(scores_id, scores_ood, *, score_name: str, ax=None, bins: int = 50,
-                     id_label: str = "in-distribution", unit: str | None = None):
-    """Overlaid density histograms of an OOD score on ID data and on one or more OOD sets.
-
-    Args:
-        scores_id: ``(N_id,)`` scores of the in-distribution test set.
-        scores_ood: ``{OOD set name: (N,) scores}`` (a single array is labelled "OOD").
-        score_name: name of the score, used in the x label and title (e.g. ``"max_softmax"``).
-        ax: axes to draw into (default: a new figure).
-        bins: number of bins shared by all histograms (over the range of all finite scores).
-        id_label: legend label of the ID histogram.
-        unit: unit of the score for the x label (e.g. ``"nats"``, ``"logit units"``).
-
-    Non-finite scores are left out.  Returns the Figure: one step-filled
-    histogram per data set (the ID one first) and a legend.
-    """
-    if not isinstance(scores_ood, Mapping):
-        scores_ood = {"OOD": scores_ood}
-    if not scores_ood:
-        raise ValueError("scores_ood is empty: pass {OOD set name: scores}.")
-    sets = {id_label: _scores_1d(scores_id, "scores_id")}
-    for name, s in scores_ood.items():
-        if name in sets:
-            raise ValueError(f"OOD set name {name!r} clashes with the ID label; pass another id_label.")
-        sets[name] = _scores_1d(s, f"scores_ood[{name!r}]")
-    lo = min(float(s.min()) for s in sets.values())
-    hi = max(float(s.max()) for s in sets.values())
-    if hi <= lo:  # every score identical: give the bins a width
-        lo, hi = lo - 0.5, hi + 0.5
-    edges = np.linspace(lo, hi, int(bins) + 1)
-    fig, ax = _new_axes(ax, (6, 3.5))
-    for name, s in sets.items():
-        ax.hist(s, bins=edges, density=True, histtype="stepfilled", alpha=0.45, label=f"{name} (n={s.size})")
-    ax.set_xlabel(f"{score_name} ({unit})" if unit else f"{score_name} score")
-    ax.set_ylabel("density (per unit of score)")
-    ax.set_title(f"{score_name}: higher = more in-distribution")
-    ax.legend()
-    return fig
-
-
-def roc_curves(curves: Mapping[str, Sequence], ax=None):
-    """ROC curves with the chance diagonal and each curve's AUROC in the legend.
-
-    Args:
-        curves: ``{label: (fpr, tpr)}`` or ``{label: (fpr, tpr, thresholds)}`` as returned by
-            :func:`labutils.uncertainty.roc_curve`: fractions in ``[0, 1]``, ordered by increasing fpr.
-            In the OOD setting the positive class is in-distribution: ``tpr`` is the
-            fraction of ID images accepted, ``fpr`` the fraction of OOD images accepted.
-        ax: axes to draw into (default: a new figure).
-
-    The AUROC shown is the trapezoidal area under the given points.  Returns
-    the Figure: one line per curve plus the dashed chance line.
-    """
-    if not curves:
-        raise ValueError("curves is empty: pass {label: (fpr, tpr)}.")
-    fig, ax = _new_axes(ax, (4.5, 4.5))
-    for label, curve in curves.items():
-        if len(curve) < 2:
-            raise ValueError(f"curve {label!r} must be (fpr, tpr[, thresholds]).")
-        fpr, tpr = _to_numpy(curve[0]).ravel(), _to_numpy(curve[1]).ravel()
-        if fpr.shape != tpr.shape or fpr.size < 2:
-            raise ValueError(f"curve {label!r}: fpr and tpr must be 1-D of the same length >= 2, "
-                             f"got {fpr.shape} and {tpr.shape}.")
-        area = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
-        ax.plot(fpr, tpr, label=f"{label} (AUROC {area:.3f})")
-    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="chance (AUROC 0.500)")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.01)
-    ax.set_aspect("equal")
-    ax.set_xlabel("false positive rate (fraction of OOD accepted)")
-    ax.set_ylabel("true positive rate (fraction of ID accepted)")
-    ax.legend(loc="lower right", fontsize="small")
-    return fig
-
-
-# --------------------------------------------------------------------------- images and data
 def _images_hwc(images) -> np.ndarray:
     """(N, C, H, W) uint8 or [0, 1] float -> float (N, H, W, C) in [0, 1]."""
     arr = _to_numpy(images, dtype=None)
@@ -267,54 +148,6 @@ def class_balance(labels, class_names=None, *, ax=None, title: str | None = None
     ax.set_xlabel("class")
     ax.set_ylabel("images (count)")
     ax.set_title(title if title is not None else f"class balance ({lab.size} images)")
-    return fig
-
-
-# --------------------------------------------------------------------------- robustness
-def accuracy_vs_eps(eps_values, curves: Mapping[str, Sequence[float]], *, ax=None, eps_in_255: bool = True,
-                    accuracy_in_percent: bool = False, xlabel: str | None = None, title: str | None = None):
-    """Accuracy under attack against the attack budget epsilon, one line per model / attack.
-
-    Args:
-        eps_values: budgets on the ``[0, 1]`` pixel scale (e.g. ``(0, 1/255, 8/255)``),
-            or in the attack's own units (e.g. L2 norms) with ``eps_in_255=False``.
-        curves: ``{label: accuracies}``, one accuracy per epsilon: fractions in
-            ``[0, 1]`` (as :func:`labutils.training.evaluate` returns them) or
-            percentages with ``accuracy_in_percent=True``.
-        ax: axes to draw into (default: a new figure).
-        eps_in_255: show epsilon as multiples of 1/255 (x label "epsilon (x/255)").
-        accuracy_in_percent: the accuracies are already in %.
-        xlabel: override the x label (e.g. ``"L2 epsilon"``).
-
-    Returns the Figure: one marked line per curve, y axis "accuracy (%)" from 0 to 100.
-    """
-    eps = _to_numpy(eps_values).ravel()
-    if eps.size == 0:
-        raise ValueError("eps_values is empty.")
-    if not curves:
-        raise ValueError("curves is empty: pass {label: accuracies}.")
-    if eps_in_255 and eps.max() > 1:
-        raise ValueError(f"eps_values must be on the [0, 1] pixel scale when eps_in_255=True (e.g. 8/255), "
-                         f"got a maximum of {eps.max():g}; pass eps/255, or eps_in_255=False for other units.")
-    x = eps * 255 if eps_in_255 else eps
-    fig, ax = _new_axes(ax, (5.5, 3.5))
-    for label, acc in curves.items():
-        y = _to_numpy(acc).ravel()
-        if y.shape != eps.shape:
-            raise ValueError(f"curve {label!r} has {y.size} accuracies for {eps.size} epsilon values.")
-        if not accuracy_in_percent:
-            if np.nanmax(y) > 1 + 1e-9:
-                raise ValueError(f"curve {label!r} has accuracies above 1; pass fractions in [0, 1] "
-                                 "or set accuracy_in_percent=True.")
-            y = 100 * y
-        ax.plot(x, y, marker="o", label=str(label))
-    ax.set_xlabel(xlabel if xlabel is not None else ("epsilon (x/255)" if eps_in_255 else "epsilon"))
-    ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(-2, 102)
-    if title:
-        ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
     return fig
 
 

@@ -1,0 +1,19 @@
+"""Figures of the course, drawn with matplotlib: :mod:`.images`, :mod:`.scores`, :mod:`.curves`.
+
+Every function draws into ``ax`` (or ``fig``) when given one, else into a new
+figure, and returns the :class:`matplotlib.figure.Figure`.  Nothing here
+calls ``plt.show()`` or chooses a backend: notebooks display the returned
+figure, scripts save it (e.g. with :func:`labutils.course.report.save_figure`) and
+should close it with ``plt.close(fig)``.
+
+Conventions: images are ``(N, C, H, W)`` uint8 in 0..255 or float in
+``[0, 1]``; OOD scores follow :mod:`labutils.uncertainty` (higher = more
+in-distribution); accuracies are fractions in ``[0, 1]`` unless stated; attack
+budgets ``eps`` are on the ``[0, 1]`` pixel scale (e.g. ``8/255``).
+"""
+from .curves import accuracy_vs_eps, pgd_settings, rate_vs_steps, rates_vs_eps, training_curves
+from .images import class_balance, heatmap, image_grid
+from .scores import roc_curves, score_histograms
+
+__all__ = ["score_histograms", "roc_curves", "image_grid", "class_balance", "heatmap", "training_curves",
+           "accuracy_vs_eps", "pgd_settings", "rates_vs_eps", "rate_vs_steps"]
