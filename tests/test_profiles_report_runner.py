@@ -20,9 +20,11 @@ def test_profiles_share_the_same_knobs(monkeypatch):
             p = profiles.profile(name)
             assert p.precision == precision and p.fast_config.precision in (precision, "auto")
             assert isinstance(p.fast_config, training.TrainConfig) and isinstance(p.simple_config, training.TrainConfig)
+            assert not [k for k, v in p.items() if isinstance(v, profiles.ByPrecision)]  # every value resolved
         # smoke is the cheapest, full the most thorough
         s, d, f = (profiles.profile(n) for n in ("smoke", "standard", "full"))
         assert s.n_attack <= d.n_attack <= f.n_attack and s.fast_config.epochs <= d.fast_config.epochs <= f.fast_config.epochs
+        assert d.n_attack == {"bf16": 1000, "fp32": 500}[precision]  # the attack workload per precision
 
 
 def test_profile_selection(monkeypatch):
