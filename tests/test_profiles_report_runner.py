@@ -24,7 +24,6 @@ def test_profiles_share_the_same_knobs(monkeypatch):
         # smoke is the cheapest, full the most thorough
         s, d, f = (profiles.profile(n) for n in ("smoke", "standard", "full"))
         assert s.n_attack <= d.n_attack <= f.n_attack and s.fast_config.epochs <= d.fast_config.epochs <= f.fast_config.epochs
-        assert d.n_attack == {"bf16": 1000, "fp32": 500}[precision]  # the attack workload per precision
 
 
 def test_profile_selection(monkeypatch):

@@ -29,13 +29,13 @@ REFERENCE = {
     "step_seconds": 0.60,  # calibrate() there: 0.59-0.63 s for one FastNet training step on 256 images
 }
 # Seconds per notebook on the reference machine, empty checkpoint cache (the notebook trains what it needs).
-# smoke: measured (median of `make seeds`' five fp32 runs).  standard: 00 measured (903 s: FastNet 569 s,
-# simple CNN 256 s); 01-03 are estimates, an earlier bf16 standard run's times (179, 122, 683 s) times the
-# measured fp32-AVX2 / bf16 step-time ratio (0.60 / 0.21 s, about 3x; 01 trains too, so less).  A run of the
-# standard series replaces them with this machine's own times (runs/standard/timings.json).
+# smoke: measured (median of `make seeds`' five fp32 runs).  standard: measured by `make run` on the reference
+# machine with an empty model cache (2026-12-02: 712 s, of which FastNet 454 s and the simple CNN 213 s of
+# training; 157 s with the autoencoder's 117 s; 120 s; 629 s: 1618 s in all).  A run of the standard series
+# replaces them with this machine's own times (runs/standard/timings.json).
 EXPECTED_SECONDS: dict[str, dict[str, float]] = {
     "smoke": {"00": 44.0, "01": 16.0, "02": 21.0, "03": 42.0},
-    "standard": {"00": 903.0, "01": 400.0, "02": 390.0, "03": 2200.0},
+    "standard": {"00": 712.0, "01": 157.0, "02": 120.0, "03": 629.0},
     "full": {"00": 600.0, "01": 300.0, "02": 300.0, "03": 900.0},  # a GPU: rough guesses, no run measured yet
 }
 
