@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import warnings
 
 import pytest
 import torch
@@ -198,3 +197,15 @@ def test_atomic_save_leaves_old_file_on_failure(tmp_path):
         training.save({"meta": {}, "v": Unpicklable()}, path)
     assert torch.equal(training.load(path)["v"], torch.ones(1))
     assert [p.name for p in tmp_path.iterdir()] == ["a.pt"]
+
+
+def test_a_corrupt_partial_run_is_ignored_with_a_warning(tiny_data_dir):
+    """A training state that cannot be read (cut off mid-write by a crash of the disk) restarts from epoch 0."""
+    cfg = dataclasses.replace(CFG, epochs=1)
+    _, straight = training.get_or_train("simple_cnn", cfg, progress=False)
+    partial = training.checkpoints.partial_path(straight["path"])
+    straight["path"].unlink()
+    partial.write_bytes(b"")
+    with pytest.warns(UserWarning, match="Ignoring unreadable training state"):
+        _, info = training.get_or_train("simple_cnn", cfg, progress=False)
+    assert info["resumed_from_epoch"] == 0 and not partial.exists()

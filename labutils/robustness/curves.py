@@ -190,8 +190,6 @@ def pgd_accuracy_grid(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_va
         varying fastest), with keys ``eps``, ``steps``, ``alpha_factor``, ``alpha``, ``restarts``,
         ``accuracy`` (fraction in ``[0, 1]``) and ``n`` (images).
     """
-    from itertools import product
-
     from tqdm.auto import tqdm
 
     norm = canonical_norm(norm)

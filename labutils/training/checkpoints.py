@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import pickle
+import warnings
 from pathlib import Path
 
 import torch
