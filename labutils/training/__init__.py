@@ -8,16 +8,19 @@ Typical use::
     model, info = training.get_or_train("fastnet", training.TrainConfig(epochs=8))
     accuracy = training.evaluate(model, x_test, y_test, tta="flip")
 
-Later training modes (adversarial training, noise augmentation, EntProp) plug into :func:`fit`.
+Training modes (``TrainConfig(mode=...)``: standard, and the adversarial modes of
+:mod:`.adversarial`) decide what each step trains on (:mod:`.steps`); every run counts its passes.
 """
 from .cache import get_or_train
 from .checkpoints import (CheckpointCorruptError, CheckpointMismatchError, checkpoint_dir, load, load_model, run_key,
                           save)
-from .config import BatchHook, TrainConfig, TrainResult
+from .adversarial import detect_catastrophic_overfitting, robust_accuracy_check
+from .config import ADVERSARIAL_MODES, TRAINING_MODES, BatchHook, TrainConfig, TrainResult
 from .inference import TTA_MODES, evaluate, predict_logits
 from .loop import fit
 from .optim import lr_at, make_optimizer, make_scheduler
 
 __all__ = ["TrainConfig", "TrainResult", "BatchHook", "fit", "evaluate", "predict_logits", "TTA_MODES",
            "get_or_train", "load_model", "load", "save", "checkpoint_dir", "run_key", "CheckpointCorruptError",
-           "CheckpointMismatchError", "lr_at", "make_optimizer", "make_scheduler"]
+           "CheckpointMismatchError", "lr_at", "make_optimizer", "make_scheduler", "TRAINING_MODES",
+           "ADVERSARIAL_MODES", "detect_catastrophic_overfitting", "robust_accuracy_check"]

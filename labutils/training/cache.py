@@ -48,8 +48,9 @@ def get_or_train(
 
     Returns:
         ``(model, info)``: the model in eval mode on ``device`` and a dict with
-        ``path``, ``history``, ``train_seconds``, ``precision`` and ``cached``
-        (True when nothing was trained).
+        ``path``, ``history``, ``train_seconds``, ``precision``, ``passes`` (images sent forward and
+        backward), ``catastrophic_overfitting`` (see :class:`~labutils.training.TrainResult`) and
+        ``cached`` (True when nothing was trained).
     """
     if batch_hook is not None and tag is None:
         raise ValueError("get_or_train: a run with a batch_hook must have a tag naming it, "
@@ -72,14 +73,16 @@ def get_or_train(
             warnings.warn(f"{exc} Moved it to {corrupt} and training again.", stacklevel=2)
         else:
             model = load_model(path, expected_meta=meta).to(device).to(memory_format=torch.channels_last)
-            info = {k: ckpt.get(k) for k in ("history", "train_seconds", "precision")}
+            info = {k: ckpt.get(k) for k in ("history", "train_seconds", "precision", "passes",
+                                             "catastrophic_overfitting")}
             return model, {**info, "path": path, "cached": True}
 
     seed_everything(config.seed)  # the initial weights are part of the run
     model = build(name, **model_kwargs)
     result = fit(model, load(dataset, "train"), config, device=device, batch_hook=batch_hook,
                  checkpoint=partial_path(path), checkpoint_meta=meta, progress=progress)
-    info = {"history": result.history, "train_seconds": result.train_seconds, "precision": result.precision}
+    info = {"history": result.history, "train_seconds": result.train_seconds, "precision": result.precision,
+            "passes": result.passes, "catastrophic_overfitting": result.catastrophic_overfitting}
     save({"meta": jsonable(meta), "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, **info}, path)
     partial_path(path).unlink(missing_ok=True)
     return model.eval(), {**info, "path": path, "cached": False, "resumed_from_epoch": result.resumed_from_epoch}

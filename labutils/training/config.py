@@ -8,10 +8,22 @@ from typing import Callable
 import torch
 from torch import nn
 
-__all__ = ["TrainConfig", "TrainResult", "BatchHook"]
+__all__ = ["TrainConfig", "TrainResult", "BatchHook", "TRAINING_MODES", "ADVERSARIAL_MODES"]
 
 #: ``batch_hook(model, x, y) -> (x, y)``: replaces a training batch before the loss (e.g. adversarial training).
 BatchHook = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+#: Training modes of :func:`~labutils.training.fit` (``TrainConfig.mode``), with the settings each one reads
+#: besides the common ones; only those enter the run's identity (:meth:`TrainConfig.to_dict`).
+_MODE_SETTINGS: dict[str, tuple[str, ...]] = {
+    "standard": (),
+    "fgsm": ("eps", "adv_fraction", "overfit_check"),
+    "fast_fgsm": ("eps", "alpha", "random_start", "overfit_check"),
+    "free": ("eps", "alpha", "replays", "overfit_check"),
+    "pgd": ("eps", "alpha", "attack_steps", "overfit_check"),
+}
+TRAINING_MODES = tuple(_MODE_SETTINGS)
+ADVERSARIAL_MODES = ("fgsm", "fast_fgsm", "free", "pgd")
 
 
 @dataclass(frozen=True)
@@ -40,6 +52,24 @@ class TrainConfig:
             (FLOPs scale with the pixel count: 24 px costs 0.56 of 32 px); None: full size throughout.
         early_epochs: epochs at ``early_size``.
         precision: ``"auto"`` (bf16 autocast where the hardware supports it natively), ``"bf16"`` or ``"fp32"``.
+        mode: what each optimiser step trains on (see :mod:`labutils.training.adversarial` for the
+            adversarial modes): ``"standard"`` (the batch), ``"fgsm"`` (a fraction ``adv_fraction``
+            of each batch replaced by FGSM examples of budget ``eps``, made on the fly: the reference
+            lab's FGSM-augmented training), ``"fast_fgsm"`` (Wong et al. 2020: uniform random start
+            in the eps-ball, one signed step of ``alpha``, default 1.25 eps), ``"free"`` (Shafahi et
+            al. 2019: each batch replayed ``replays`` times, one backward pass giving both the weight
+            and the perturbation update; ``epochs / replays`` passes over the data, so the cost is
+            standard training's) or ``"pgd"`` (Madry et al. 2018: ``attack_steps`` PGD steps of
+            ``alpha``, default eps / 4, from a random start).
+        eps: Linf budget of the adversarial modes on the [0, 1] pixel scale (8/255 ~ 0.031).
+        alpha: step size of the attack (None: the mode's published default, see :meth:`step_size`).
+        random_start: fast FGSM's uniform start in the eps-ball (False: plain FGSM from the image,
+            the setting known for catastrophic overfitting).
+        attack_steps: PGD steps per batch in mode ``"pgd"``.
+        replays: free training's m.
+        adv_fraction: fraction of each batch replaced by FGSM examples in mode ``"fgsm"`` (1: all).
+        overfit_check: images held out of the training set in the adversarial modes, attacked
+            after every epoch with FGSM and PGD-10 to detect catastrophic overfitting (0: no check).
         seed: seeds the initial weights (:func:`~labutils.training.get_or_train` seeds the global
             generators with it before building the model), the shuffling and augmentation, the
             whitening sample and, through the global generators, dropout during :func:`fit`.
@@ -63,6 +93,14 @@ class TrainConfig:
     early_size: int | None = None
     early_epochs: int = 0
     precision: str = "auto"
+    mode: str = "standard"
+    eps: float = 8 / 255
+    alpha: float | None = None
+    random_start: bool = True
+    attack_steps: int = 7
+    replays: int = 4
+    adv_fraction: float = 0.5
+    overfit_check: int = 512
     seed: int = 0
 
     def __post_init__(self):
@@ -86,20 +124,61 @@ class TrainConfig:
             (self.early_size is None or self.early_size >= 8, "early_size must be None or >= 8 pixels"),
             (0 <= self.early_epochs < self.epochs or self.early_size is None,
              "early_epochs must be in [0, epochs) (the last epoch trains at full size)"),
+            (self.mode in TRAINING_MODES, f"unknown mode {self.mode!r}: use one of {', '.join(TRAINING_MODES)}"),
+            (self.mode == "standard" or self.objective == "classify",
+             f"mode {self.mode!r} trains a classifier: it needs objective='classify'"),
+            (0 <= self.eps <= 1, f"eps must be in [0, 1] (the [0, 1] pixel scale; 8/255 ~ 0.031), got {self.eps}"),
+            (self.alpha is None or 0 < self.alpha <= 1, f"alpha must be None or in (0, 1], got {self.alpha}"),
+            (self.attack_steps >= 1, "attack_steps must be >= 1"),
+            (self.replays >= 1, "replays must be >= 1"),
+            (0 < self.adv_fraction <= 1, "adv_fraction must be in (0, 1]"),
+            (self.overfit_check >= 0, "overfit_check must be >= 0 (0: no catastrophic-overfitting check)"),
         ]
         for ok, msg in checks:
             if not ok:
                 raise ValueError(f"TrainConfig: {msg}.")
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The settings that determine the run: the common ones and those the mode reads.
+
+        A standard run's dict has no adversarial setting at all, so it hashes as before modes existed.
+        """
+        settings = dataclasses.asdict(self)
+        unused = {name for names in _MODE_SETTINGS.values() for name in names} - set(_MODE_SETTINGS[self.mode])
+        if self.mode == "standard":
+            unused.add("mode")
+        return {k: v for k, v in settings.items() if k not in unused}
+
+    @property
+    def adversarial(self) -> bool:
+        """Whether the mode trains on adversarial examples."""
+        return self.mode in ADVERSARIAL_MODES
+
+    def step_size(self) -> float:
+        """The attack's step size: ``alpha``, else the mode's default (fgsm and free: eps; fast_fgsm:
+        1.25 eps (Wong et al.); pgd: eps / 4, Madry et al.'s 2/255 at eps 8/255)."""
+        if self.alpha is not None:
+            return self.alpha
+        return {"fast_fgsm": 1.25 * self.eps, "pgd": self.eps / 4}.get(self.mode, self.eps)
+
+    def data_epochs(self) -> int:
+        """Passes over the training data: ``epochs``, or ``round(epochs / replays)`` (at least 1) in mode free."""
+        return max(1, round(self.epochs / self.replays)) if self.mode == "free" else self.epochs
+
+    def steps_per_batch(self) -> int:
+        """Optimiser steps per batch: ``replays`` in mode free, else 1."""
+        return self.replays if self.mode == "free" else 1
 
 
 @dataclass
 class TrainResult:
-    """What :func:`fit` measured: per-epoch history and wall time."""
+    """What :func:`fit` measured: per-epoch history, wall time, counted passes and the overfitting check."""
 
     history: list[dict]
     train_seconds: float
     precision: str
     resumed_from_epoch: int = 0
+    #: ``{"forward": images, "backward": images}`` summed over the run (one image through the network once = 1).
+    passes: dict = dataclasses.field(default_factory=dict)
+    #: what :func:`labutils.training.adversarial.detect_catastrophic_overfitting` found (None: nothing, or no check).
+    catastrophic_overfitting: dict | None = None

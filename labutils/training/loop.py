@@ -7,9 +7,12 @@ after every epoch writes a resumable checkpoint when given a path: a run that is
 continues from its last completed epoch with the same weights, optimiser, schedule and random
 streams, so the result is the one an uninterrupted run gives.
 
-Adversarial and other augmented training plug in through ``batch_hook(model, x, y) -> (x, y)``,
-which may replace each batch before the loss; the modes of the model's submodules are restored
-after it.
+What each optimiser step trains on is the config's ``mode`` (:mod:`.steps`, :mod:`.adversarial`:
+standard, FGSM-augmented, fast FGSM, free and PGD adversarial training); every run counts the
+images it sends forward and backward, and the adversarial modes check for catastrophic
+overfitting after each epoch.  Other per-batch changes plug in through ``batch_hook(model, x, y)
+-> (x, y)``, which may replace each batch before the step; the modes of the model's submodules
+are restored after it.
 """
 from __future__ import annotations
 
@@ -22,11 +25,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import Batches, subset, to_float
-from ..runtime import autocast, autocast_dtype, default_device, preserved_modes, seed_everything
+from ..runtime import autocast_dtype, default_device, preserved_modes, seed_everything
 from . import checkpoints
+from .adversarial import ADVERSARIAL_STEPS, detect_catastrophic_overfitting, robust_accuracy_check
 from .config import BatchHook, TrainConfig, TrainResult
 from .inference import evaluate
 from .optim import make_optimizer, make_scheduler
+from .steps import StandardStep, Step
 
 __all__ = ["fit"]
 
@@ -42,6 +47,7 @@ class _Progress:
     epoch: int = 0
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    passes: dict = field(default_factory=lambda: {"forward": 0, "backward": 0})
 
 
 def fit(
@@ -70,8 +76,17 @@ def fit(
         checkpoint_meta: identity of the run (architecture, data, config) stored
             with the checkpoint and checked on resume.
 
+    The mode (``cfg.mode``) decides what each step trains on; in mode ``"free"`` an epoch of the
+    history is one pass over the data (``cfg.data_epochs()`` of them, each batch replayed
+    ``cfg.replays`` times).  In the adversarial modes ``cfg.overfit_check`` training images are held
+    out and attacked after every epoch (:func:`.adversarial.robust_accuracy_check`).
+
     Returns:
-        :class:`TrainResult` with per-epoch ``loss``, ``train_acc``, ``test_acc``, ``lr`` and ``seconds``.
+        :class:`TrainResult` with per-epoch ``loss``, ``train_acc`` (on what was trained on, e.g.
+        adversarial examples), ``test_acc``, ``lr``, ``seconds`` (cumulative, excluding the checks),
+        ``forward_passes`` / ``backward_passes`` (images, this epoch) and, with a check set,
+        ``check_clean_acc`` / ``check_fgsm_acc`` / ``check_pgd_acc``; the run's total ``passes`` and
+        ``catastrophic_overfitting`` (:func:`.adversarial.detect_catastrophic_overfitting`).
         The model is left in eval mode.
     """
     from tqdm.auto import tqdm
@@ -80,38 +95,69 @@ def fit(
     images, labels = subset(*train, cfg.train_size, seed=cfg.seed)
     if images.dtype != torch.uint8:
         raise TypeError("fit expects uint8 training images (as returned by labutils.data.load).")
+    images, labels, check = _hold_out_check_set(images, labels, cfg)
     seed_everything(cfg.seed)
     _prepare_model(model, images, labels, cfg, device)
+    if check is not None:
+        check = (to_float(check[0], device).contiguous(memory_format=torch.channels_last), check[1].to(device))
     batches = Batches(images, labels, batch_size=cfg.batch_size, shuffle=True, augment=cfg.augment, pad=cfg.pad,
                       drop_last=images.shape[0] >= 2 * cfg.batch_size, device=device, channels_last=True,
                       seed=cfg.seed)
     opt = make_optimizer(model, cfg)
-    schedule = make_scheduler(opt, cfg, cfg.epochs * len(batches))
+    epochs = cfg.data_epochs()
+    schedule = make_scheduler(opt, cfg, epochs * len(batches) * cfg.steps_per_batch())
     amp = autocast_dtype(device, cfg.precision)
+    step = _STEPS[cfg.mode](model, opt, schedule, cfg, amp, device)
     run = _Progress()
     if checkpoint is not None:
-        run = _resume(checkpoint, checkpoint_meta or {}, model, opt, schedule, batches, device) or run
+        run = _resume(checkpoint, checkpoint_meta or {}, model, opt, schedule, batches, step, device) or run
     resumed_from = run.epoch
 
-    bar = tqdm(total=cfg.epochs * len(batches), initial=run.epoch * len(batches),
-               desc=f"training {type(model).__name__}", disable=not progress, leave=False, mininterval=0.5)
+    bar = tqdm(total=epochs * len(batches), initial=run.epoch * len(batches),
+               desc=f"training {type(model).__name__}" + ("" if cfg.mode == "standard" else f" ({cfg.mode})"),
+               disable=not progress, leave=False, mininterval=0.5)
     try:
-        for epoch in range(run.epoch, cfg.epochs):
+        for epoch in range(run.epoch, epochs):
             t0 = time.perf_counter()
-            record = _train_epoch(model, batches, opt, schedule, cfg, amp, batch_hook, _epoch_size(cfg, epoch), bar)
+            before = step.passes.as_dict()
+            record = _train_epoch(model, batches, step, cfg, batch_hook, _epoch_size(cfg, epoch), bar)
             run.seconds += time.perf_counter() - t0
-            record = {"epoch": epoch + 1, **record, "seconds": run.seconds}
+            done = {k: v - before[k] for k, v in step.passes.as_dict().items()}
+            run.passes = {k: run.passes[k] + done[k] for k in done}
+            record = {"epoch": epoch + 1, **record, "seconds": run.seconds,
+                      "forward_passes": done["forward"], "backward_passes": done["backward"]}
+            if check is not None:
+                record.update(robust_accuracy_check(model, *check, cfg.eps, amp=amp, seed=cfg.seed))
             if test is not None and cfg.objective == "classify":
                 record["test_acc"] = evaluate(model, *test, device=device)
             run.history.append(record)
             run.epoch = epoch + 1
             if checkpoint is not None:
-                _save_state(checkpoint, checkpoint_meta or {}, model, opt, schedule, batches, run)
+                _save_state(checkpoint, checkpoint_meta or {}, model, opt, schedule, batches, step, run)
     finally:
         bar.close()
     model.eval()
     return TrainResult(history=run.history, train_seconds=run.seconds,
-                       precision=str(amp or torch.float32).replace("torch.", ""), resumed_from_epoch=resumed_from)
+                       precision=str(amp or torch.float32).replace("torch.", ""), resumed_from_epoch=resumed_from,
+                       passes=dict(run.passes), catastrophic_overfitting=detect_catastrophic_overfitting(run.history))
+
+
+#: The step of each training mode.
+_STEPS: dict[str, type[Step]] = {"standard": StandardStep, **ADVERSARIAL_STEPS}
+
+
+def _hold_out_check_set(images, labels, cfg: TrainConfig):
+    """``(train images, train labels, check set or None)``: the adversarial modes hold out
+    ``cfg.overfit_check`` images, a sample seeded by ``cfg.seed``, for the per-epoch check."""
+    k = cfg.overfit_check if cfg.adversarial else 0
+    if k == 0:
+        return images, labels, None
+    if k > images.shape[0] // 2:
+        raise ValueError(f"overfit_check={k} would hold out more than half of the {images.shape[0]} training "
+                         "images; lower it (or set 0 to skip the catastrophic-overfitting check).")
+    held = torch.zeros(images.shape[0], dtype=torch.bool)
+    held[torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(cfg.seed + 3))[:k]] = True
+    return images[~held], labels[~held], (images[held], labels[held])
 
 
 def _prepare_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig,
@@ -127,42 +173,27 @@ def _epoch_size(cfg: TrainConfig, epoch: int) -> int | None:
     return cfg.early_size if cfg.early_size is not None and epoch < cfg.early_epochs else None
 
 
-def _loss(out: torch.Tensor, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
-    if cfg.objective == "reconstruct":
-        return F.mse_loss(out, x)
-    return F.cross_entropy(out, y, label_smoothing=cfg.label_smoothing)
-
-
-def _train_epoch(model, batches, opt, schedule, cfg, amp, batch_hook, size, bar) -> dict:
+def _train_epoch(model, batches, step: Step, cfg, batch_hook, size, bar) -> dict:
     """One pass over ``batches``; returns the epoch's mean ``loss``, its last step's ``lr`` and ``train_acc``."""
     model.train()
     device = batches.device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
-    seen, lr = 0, float("nan")
+    seen = 0
     for i, (x, y) in enumerate(batches):
         if size is not None and size != x.shape[-1]:
             x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         if batch_hook is not None:
             with preserved_modes(model):  # an attack in the hook switches to eval mode and back
                 x, y = batch_hook(model, x, y)
-        with autocast(device, amp):
-            out = model(x)
-        out = out.float()
-        loss = _loss(out, x, y, cfg)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        lr = opt.param_groups[0]["lr"]
-        opt.step()
-        schedule.step()
-        loss_sum += loss.detach() * x.shape[0]
-        if cfg.objective == "classify":
-            correct += (out.detach().argmax(1) == y).sum()
-        seen += x.shape[0]
+        batch_loss, batch_correct, n = step(x, y)
+        loss_sum += batch_loss
+        correct += batch_correct.to(device)
+        seen += n
         bar.update(1)
         if i % _POSTFIX_EVERY == 0:
             bar.set_postfix(loss=f"{float(loss_sum) / seen:.3f}")
-    record = {"loss": float(loss_sum) / seen, "lr": lr}
+    record = {"loss": float(loss_sum) / seen, "lr": step.lr}
     if cfg.objective == "classify":
         record["train_acc"] = int(correct) / seen
     return record
@@ -181,15 +212,15 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def _save_state(path, meta, model, opt, schedule, batches, run: _Progress) -> None:
+def _save_state(path, meta, model, opt, schedule, batches, step: Step, run: _Progress) -> None:
     checkpoints.save_training_state(path, meta, {
         "model": model.state_dict(), "optimizer": opt.state_dict(), "schedule": schedule.state_dict(),
         "batches": batches.state_dict(), "rng": _rng_state(batches.device), "history": run.history,
-        "epoch": run.epoch, "train_seconds": run.seconds,
+        "epoch": run.epoch, "train_seconds": run.seconds, "passes": run.passes, "step": step.state_dict(),
     })
 
 
-def _resume(path, meta, model, opt, schedule, batches, device) -> _Progress | None:
+def _resume(path, meta, model, opt, schedule, batches, step: Step, device) -> _Progress | None:
     """Load the state of an interrupted run into the objects; None when there is none to resume."""
     state = checkpoints.load_training_state(path, meta)
     if state is None:
@@ -199,4 +230,7 @@ def _resume(path, meta, model, opt, schedule, batches, device) -> _Progress | No
     schedule.load_state_dict(state["schedule"])
     batches.load_state_dict(state["batches"])
     _set_rng_state(state["rng"], device)
-    return _Progress(epoch=state["epoch"], history=state["history"], seconds=state["train_seconds"])
+    step.load_state_dict(state.get("step", {}))
+    passes = state.get("passes") or {"forward": 0, "backward": 0}
+    return _Progress(epoch=state["epoch"], history=state["history"], seconds=state["train_seconds"],
+                     passes=dict(passes))

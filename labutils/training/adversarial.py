@@ -1,0 +1,210 @@
+"""Adversarial training modes of :func:`labutils.training.fit` and the catastrophic-overfitting check.
+
+Selected by ``TrainConfig(mode=...)``; budgets are Linf on the ``[0, 1]`` pixel scale.  Each mode
+makes its training examples on the fly, with the model in training mode (BatchNorm uses the
+batch's statistics, as in the published implementations), and counts the images it sends
+forward and backward (an attack's backward pass, which computes only the input gradient, counts
+as one backward pass):
+
+======================  ==========================================================  ====================
+mode                    each batch                                                  passes per image
+======================  ==========================================================  ====================
+``"fgsm"``              a fraction ``adv_fraction`` of the images replaced by FGSM  1 + adv_fraction
+                        examples ``clip(x + eps sign(g))`` (the reference lab)
+``"fast_fgsm"``         Wong et al. (2020): ``delta ~ U(-eps, eps)``, one step of   2
+                        ``alpha`` (1.25 eps), projected to the ball; train on it
+``"free"``              Shafahi et al. (2019): replayed ``replays`` (m) times; one  m per data pass,
+                        backward pass gives the weights' gradient and the update    epochs / m passes
+                        ``delta <- proj(delta + eps sign(g_x))``, kept across      (= standard)
+                        batches
+``"pgd"``               Madry et al. (2018): ``attack_steps`` (k) PGD steps of      k + 1
+                        ``alpha`` (eps / 4) from a random start
+======================  ==========================================================  ====================
+
+These are training-time attacks, written for speed and for training mode; the evaluation attacks
+(eval mode, checked inputs, restarts, torchattacks-equal) are :mod:`labutils.attacks`.
+
+Catastrophic overfitting (Wong et al. 2020): a single-step method can suddenly stop being robust
+to multi-step attacks while its accuracy against FGSM rises.  With ``overfit_check > 0`` the
+adversarial modes hold that many training images out and, after every epoch,
+:func:`robust_accuracy_check` records FGSM and PGD-10 accuracy on them;
+:func:`detect_catastrophic_overfitting` reads the history.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..runtime import autocast, frozen_eval
+from .steps import Step
+
+__all__ = ["FGSMAugmentedStep", "FastFGSMStep", "FreeStep", "PGDStep", "ADVERSARIAL_STEPS", "robust_accuracy_check",
+           "detect_catastrophic_overfitting", "CHECK_PGD_STEPS"]
+
+#: PGD steps of the per-epoch robustness check (step size eps / 4, one random start).
+CHECK_PGD_STEPS = 10
+
+
+class _AttackingStep(Step):
+    """A step that first perturbs the batch: ``input_grad`` gives the cross-entropy's gradient at ``z``."""
+
+    def input_grad(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        z = z.detach().requires_grad_(True)
+        loss = F.cross_entropy(self.logits(z), y)
+        (g,) = torch.autograd.grad(loss, z)
+        self.passes.add(z.shape[0])
+        return g
+
+    def random_delta(self, x: torch.Tensor) -> torch.Tensor:
+        """Uniform in the eps-ball, from the global generator (its state is in the resumable checkpoint)."""
+        eps = self.cfg.eps
+        return torch.rand(x.shape, device=x.device, dtype=x.dtype).mul_(2 * eps).sub_(eps)
+
+    def project(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """``delta`` clipped to the eps-ball and so that ``x + delta`` stays in [0, 1]."""
+        eps = self.cfg.eps
+        return (x + delta.clamp(-eps, eps)).clamp_(0, 1) - x
+
+
+class FGSMAugmentedStep(_AttackingStep):
+    """FGSM-augmented batches: the first ``round(adv_fraction * B)`` images (the batch is shuffled)
+    become ``clip(x + eps * sign(grad_x CE), 0, 1)``, the rest stay clean."""
+
+    def __call__(self, x, y):
+        k = max(1, round(self.cfg.adv_fraction * x.shape[0]))
+        g = self.input_grad(x[:k], y[:k])
+        with torch.no_grad():
+            x_adv = (x[:k] + self.cfg.eps * g.sign()).clamp_(0, 1)
+            x = torch.cat([x_adv, x[k:]]) if k < x.shape[0] else x_adv
+        out, loss, _ = self.update(x.contiguous(memory_format=torch.channels_last), y)
+        return self.summary(out, loss, y)
+
+
+class FastFGSMStep(_AttackingStep):
+    """Fast FGSM (Wong et al. 2020): random start, one signed step of ``alpha``, projection; train on it."""
+
+    def __call__(self, x, y):
+        delta = self.random_delta(x) if self.cfg.random_start else torch.zeros_like(x)
+        delta = self.project(x, delta)
+        g = self.input_grad(x + delta, y)
+        with torch.no_grad():
+            x_adv = x + self.project(x, delta + self.cfg.step_size() * g.sign())
+        out, loss, _ = self.update(x_adv, y)
+        return self.summary(out, loss, y)
+
+
+class PGDStep(_AttackingStep):
+    """PGD adversarial training (Madry et al. 2018): ``attack_steps`` signed steps from a random start."""
+
+    def __call__(self, x, y):
+        alpha = self.cfg.step_size()
+        delta = self.project(x, self.random_delta(x))
+        for _ in range(self.cfg.attack_steps):
+            g = self.input_grad(x + delta, y)
+            with torch.no_grad():
+                delta = self.project(x, delta + alpha * g.sign())
+        out, loss, _ = self.update(x + delta, y)
+        return self.summary(out, loss, y)
+
+
+class FreeStep(Step):
+    """Free adversarial training (Shafahi et al. 2019): ``replays`` optimiser steps per batch; each
+    backward pass also updates the perturbation, which carries over to the next batch."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.delta: torch.Tensor | None = None
+
+    def __call__(self, x, y):
+        eps, alpha = self.cfg.eps, self.cfg.step_size()
+        if self.delta is None or self.delta.shape[1:] != x.shape[1:] or self.delta.shape[0] < x.shape[0]:
+            self.delta = torch.zeros_like(x)
+        loss_sum = torch.zeros((), device=x.device)
+        correct = torch.zeros((), dtype=torch.int64, device=x.device)
+        n = 0
+        for _ in range(self.cfg.replays):
+            delta = self.delta[: x.shape[0]]
+            z = (x + delta).clamp(0, 1).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+            out, loss, grad = self.update(z, y)
+            with torch.no_grad():
+                self.delta[: x.shape[0]] = (delta + alpha * grad.sign()).clamp_(-eps, eps)
+            s, c, k = self.summary(out, loss, y)
+            loss_sum, correct, n = loss_sum + s, correct + c, n + k
+        return loss_sum, correct, n
+
+    def state_dict(self) -> dict:
+        return {"delta": None if self.delta is None else self.delta.detach().cpu()}
+
+    def load_state_dict(self, state: dict) -> None:
+        delta = state.get("delta")
+        self.delta = None if delta is None else delta.to(self.device)
+
+
+ADVERSARIAL_STEPS: dict[str, type[Step]] = {
+    "fgsm": FGSMAugmentedStep, "fast_fgsm": FastFGSMStep, "free": FreeStep, "pgd": PGDStep,
+}
+
+
+def robust_accuracy_check(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *,
+                          amp: torch.dtype | None = None, steps: int = CHECK_PGD_STEPS, seed: int = 0) -> dict:
+    """Accuracy on ``(x, y)`` clean, under FGSM and under PGD (``steps`` steps of eps / 4, random start).
+
+    ``x``: float images ``(N, C, H, W)`` in [0, 1] on the model's device; ``eps`` Linf on that scale.
+    The model runs in eval mode with frozen weights (modes restored); the random start is drawn from
+    a generator seeded with ``seed``, so every epoch is checked against the same start.
+
+    Returns:
+        ``{"check_clean_acc", "check_fgsm_acc", "check_pgd_acc"}``, fractions in [0, 1].
+    """
+    gen = torch.Generator(device=x.device).manual_seed(seed)
+
+    def logits(z):
+        with autocast(x.device, amp):
+            return model(z).float()
+
+    def grad(z):
+        z = z.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(F.cross_entropy(logits(z), y), z)
+        return g
+
+    def accuracy(z):
+        with torch.no_grad():
+            return float((logits(z).argmax(1) == y).float().mean())
+
+    with frozen_eval(model), torch.enable_grad():
+        clean = accuracy(x)
+        x_fgsm = (x + eps * grad(x).sign()).clamp(0, 1)
+        fgsm_acc = accuracy(x_fgsm)
+        noise = torch.rand(x.shape, generator=gen, device=x.device, dtype=x.dtype).mul_(2 * eps).sub_(eps)
+        z = (x + noise).clamp(0, 1)
+        for _ in range(steps):
+            z = (x + (z + eps / 4 * grad(z).sign() - x).clamp(-eps, eps)).clamp(0, 1)
+        pgd_acc = accuracy(z)
+    return {"check_clean_acc": clean, "check_fgsm_acc": fgsm_acc, "check_pgd_acc": pgd_acc}
+
+
+def detect_catastrophic_overfitting(history: list[dict], drop: float = 0.1) -> dict | None:
+    """The first epoch at which PGD accuracy on the check set fell by more than ``drop`` (absolute,
+    e.g. 0.1 = 10 points) below its best earlier value while FGSM accuracy did not fall below its
+    value at that best epoch: the signature of catastrophic overfitting (Wong et al. 2020).
+
+    ``history``: :func:`~labutils.training.fit`'s per-epoch records (``check_pgd_acc`` and
+    ``check_fgsm_acc`` from :func:`robust_accuracy_check`); records without them are skipped.
+
+    Returns:
+        None, or ``{"epoch", "pgd_acc", "fgsm_acc", "best_epoch", "best_pgd_acc", "fgsm_acc_at_best"}``.
+    """
+    if not 0 < drop < 1:
+        raise ValueError(f"drop must be in (0, 1) (an absolute fall in accuracy), got {drop}.")
+    checked = [r for r in history if "check_pgd_acc" in r and "check_fgsm_acc" in r]
+    best = None
+    for r in checked:
+        if best is not None and r["check_pgd_acc"] < best["check_pgd_acc"] - drop \
+                and r["check_fgsm_acc"] >= best["check_fgsm_acc"]:
+            return {"epoch": r["epoch"], "pgd_acc": r["check_pgd_acc"], "fgsm_acc": r["check_fgsm_acc"],
+                    "best_epoch": best["epoch"], "best_pgd_acc": best["check_pgd_acc"],
+                    "fgsm_acc_at_best": best["check_fgsm_acc"]}
+        if best is None or r["check_pgd_acc"] > best["check_pgd_acc"]:
+            best = r
+    return None

@@ -1,0 +1,220 @@
+"""labutils.training's adversarial modes: FGSM-augmented, fast FGSM, free and PGD training through ``fit``;
+counted passes; the catastrophic-overfitting check; resuming; bad settings."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from labutils import attacks, data, models, settings, training
+from labutils.training import adversarial
+
+SEED = settings.seed()
+EPS = 8 / 255
+# 256 training images in batches of 64, 32 of them held out for the overfitting check when adversarial
+TINY = training.TrainConfig(epochs=2, batch_size=64, optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4,
+                            schedule="triangular", warmup=0.25, precision="fp32", augment=False, overfit_check=32,
+                            seed=11 + SEED)
+
+
+@pytest.fixture(scope="module")
+def tiny_set(cifar_small):
+    (x, y), _ = cifar_small
+    return x[:288], y[:288]
+
+
+def _fit(mode, tiny_set, **kw):
+    torch.manual_seed(SEED)
+    model = models.FastNet(widths=(8, 16, 16))
+    cfg = dataclasses.replace(TINY, mode=mode, **kw)
+    return model, training.fit(model, tiny_set, cfg, device="cpu", progress=False)
+
+
+# --- configuration ------------------------------------------------------------------------------------------------
+
+def test_unknown_mode_lists_the_modes():
+    with pytest.raises(ValueError, match="unknown mode 'fgm'.*standard, fgsm, fast_fgsm, free, pgd"):
+        training.TrainConfig(mode="fgm")
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("eps", 1.5, "eps must be in \\[0, 1\\]"), ("eps", -0.1, "eps must be in \\[0, 1\\]"),
+    ("alpha", 0.0, "alpha must be None or in \\(0, 1\\]"), ("replays", 0, "replays must be >= 1"),
+    ("attack_steps", 0, "attack_steps must be >= 1"), ("adv_fraction", 0.0, "adv_fraction must be in \\(0, 1\\]"),
+    ("overfit_check", -1, "overfit_check must be >= 0"),
+])
+def test_bad_adversarial_settings(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        training.TrainConfig(mode="fast_fgsm", **{field: value})
+
+
+def test_an_adversarial_mode_needs_a_classifier():
+    with pytest.raises(ValueError, match="needs objective='classify'"):
+        training.TrainConfig(mode="pgd", objective="reconstruct")
+
+
+def test_run_identity_holds_only_what_the_mode_reads():
+    standard = training.TrainConfig().to_dict()
+    assert not {"mode", "eps", "alpha", "replays", "attack_steps", "adv_fraction", "overfit_check"} & set(standard)
+    # a setting the mode does not read does not make another run (cache entry)
+    assert training.TrainConfig(replays=8).to_dict() == standard
+    fast = training.TrainConfig(mode="fast_fgsm").to_dict()
+    assert {"mode", "eps", "alpha", "random_start", "overfit_check"} <= set(fast) and "replays" not in fast
+    assert training.TrainConfig(mode="free", replays=8).to_dict() != training.TrainConfig(mode="free").to_dict()
+
+
+def test_published_step_sizes_and_free_epochs():
+    assert training.TrainConfig(mode="fast_fgsm", eps=EPS).step_size() == pytest.approx(1.25 * EPS)
+    assert training.TrainConfig(mode="pgd", eps=EPS).step_size() == pytest.approx(2 / 255)
+    assert training.TrainConfig(mode="fgsm", eps=EPS).step_size() == EPS
+    assert training.TrainConfig(mode="fast_fgsm", alpha=0.01).step_size() == 0.01
+    free = training.TrainConfig(mode="free", epochs=8, replays=4)
+    assert (free.data_epochs(), free.steps_per_batch()) == (2, 4)
+    assert training.TrainConfig(mode="free", epochs=2, replays=8).data_epochs() == 1
+
+
+# --- passes -------------------------------------------------------------------------------------------------------
+
+def test_counted_passes_per_mode(tiny_set):
+    n = tiny_set[0].shape[0] - TINY.overfit_check  # 256 training images: 4 batches of 64
+    _, standard = _fit("standard", tiny_set)
+    # standard mode holds nothing out: 288 images, 4 full batches of 64 per epoch (the last partial one dropped)
+    assert standard.passes == {"forward": 2 * 256, "backward": 2 * 256}
+    expected = {"fgsm": 2 * n * 1.5, "fast_fgsm": 2 * n * 2, "pgd": 2 * n * 3}
+    for mode, passes in expected.items():
+        _, result = _fit(mode, tiny_set, attack_steps=2, adv_fraction=0.5)
+        assert result.passes == {"forward": passes, "backward": passes}, mode
+        assert sum(h["forward_passes"] for h in result.history) == passes
+
+
+def test_free_training_costs_what_standard_training_costs(tiny_set):
+    """epochs=4 with m=2: two passes over the data, each batch replayed twice = four standard epochs."""
+    _, standard = _fit("standard", tiny_set, epochs=4, overfit_check=0)
+    _, free = _fit("free", tiny_set, epochs=4, replays=2, overfit_check=0)
+    assert len(free.history) == 2 and len(standard.history) == 4
+    assert free.passes == standard.passes
+    assert free.passes["forward"] / 4 == standard.history[0]["forward_passes"]
+
+
+# --- what the modes train on --------------------------------------------------------------------------------------
+
+def test_fast_fgsm_examples_stay_in_the_ball_and_in_range(tiny_set):
+    cfg = dataclasses.replace(TINY, mode="fast_fgsm")
+    model = models.FastNet(widths=(8, 16, 16)).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    step = adversarial.FastFGSMStep(model, opt, schedule, cfg, None, torch.device("cpu"))
+    seen = {}
+    x = data.to_float(tiny_set[0][:16])
+    x_before = x.clone()
+    step.update = lambda z, y: (seen.update(x=z.detach().clone()), (model(z).detach(), torch.zeros(()), None))[1]
+    step(x, tiny_set[1][:16])
+    assert torch.equal(x, x_before)
+    delta = seen["x"] - x
+    assert delta.abs().max() <= EPS + 1e-6 and seen["x"].min() >= 0 and seen["x"].max() <= 1
+    assert delta.abs().max() > EPS / 2  # a real perturbation, not the clean batch
+
+
+def test_free_perturbation_carries_over_and_stays_in_the_ball(tiny_set):
+    model, result = _fit("free", tiny_set, epochs=2, replays=2, overfit_check=0, lr=0.01)
+    assert len(result.history) == 1 and not model.training
+
+
+def test_fgsm_augmented_batch_mixes_clean_and_adversarial(tiny_set):
+    cfg = dataclasses.replace(TINY, mode="fgsm", adv_fraction=0.25)
+    model = models.FastNet(widths=(8, 16, 16)).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    step = adversarial.FGSMAugmentedStep(model, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0), cfg,
+                                         None, torch.device("cpu"))
+    seen = {}
+    step.update = lambda z, y: (seen.update(x=z.detach().clone()), (model(z).detach(), torch.zeros(()), None))[1]
+    x = data.to_float(tiny_set[0][:16])
+    step(x, tiny_set[1][:16])
+    changed = (seen["x"] - x).flatten(1).abs().amax(1)
+    assert torch.all(changed[:4] > 0) and torch.all(changed[4:] == 0)
+    assert changed.max() <= EPS + 1e-6
+
+
+# --- the catastrophic-overfitting check ---------------------------------------------------------------------------
+
+def _history(pgd, fgsm):
+    return [{"epoch": i + 1, "check_pgd_acc": p, "check_fgsm_acc": f} for i, (p, f) in enumerate(zip(pgd, fgsm))]
+
+
+def test_overfitting_detector_on_constructed_histories():
+    co = training.detect_catastrophic_overfitting(_history([0.20, 0.28, 0.31, 0.02], [0.25, 0.33, 0.36, 0.71]))
+    assert co == {"epoch": 4, "pgd_acc": 0.02, "fgsm_acc": 0.71, "best_epoch": 3, "best_pgd_acc": 0.31,
+                  "fgsm_acc_at_best": 0.36}
+    # a normal run: PGD accuracy noisy but never collapsing
+    assert training.detect_catastrophic_overfitting(_history([0.2, 0.27, 0.25, 0.3], [0.25, 0.3, 0.31, 0.35])) is None
+    # PGD and FGSM accuracy both fall (the model gets worse overall): not the signature
+    assert training.detect_catastrophic_overfitting(_history([0.3, 0.1], [0.4, 0.2])) is None
+    assert training.detect_catastrophic_overfitting([{"epoch": 1, "loss": 1.0}]) is None
+    with pytest.raises(ValueError, match="drop must be in"):
+        training.detect_catastrophic_overfitting([], drop=2)
+
+
+def test_robust_accuracy_check_agrees_with_the_evaluation_attacks(small_model, cifar_small):
+    _, (xt, yt) = cifar_small
+    x, y = data.to_float(xt[:64]), yt[:64]
+    mode = [m.training for m in small_model.modules()]
+    check = training.robust_accuracy_check(small_model, x, y, EPS, seed=5)
+    assert [m.training for m in small_model.modules()] == mode
+
+    def acc(z):
+        return float((training.predict_logits(small_model, z).argmax(1) == y).float().mean())
+
+    assert check["check_clean_acc"] == acc(x)
+    assert check["check_fgsm_acc"] == acc(attacks.fgsm(small_model, x, y, EPS))
+    pgd = attacks.pgd(small_model, x, y, EPS, EPS / 4, 10, generator=torch.Generator().manual_seed(5))
+    assert abs(check["check_pgd_acc"] - acc(pgd)) <= 1 / 64  # same start and steps; rounding may move one image
+
+
+def test_adversarial_run_records_the_check_every_epoch(tiny_set):
+    _, result = _fit("fast_fgsm", tiny_set)
+    for h in result.history:
+        assert {"check_clean_acc", "check_fgsm_acc", "check_pgd_acc"} <= set(h)
+        assert 0 <= h["check_pgd_acc"] <= 1
+    _, standard = _fit("standard", tiny_set)
+    assert "check_pgd_acc" not in standard.history[0] and standard.catastrophic_overfitting is None
+
+
+def test_check_set_larger_than_half_the_data_is_refused(tiny_set):
+    with pytest.raises(ValueError, match="overfit_check=200 would hold out more than half"):
+        _fit("fast_fgsm", tiny_set, overfit_check=200)
+
+
+# --- resuming -----------------------------------------------------------------------------------------------------
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_interrupted_free_run_resumes_with_its_perturbation(tmp_path, tiny_set):
+    cfg = dataclasses.replace(TINY, mode="free", epochs=4, replays=2, overfit_check=32)
+    path = tmp_path / "run.partial.pt"
+    calls = {"n": 0}
+
+    def dies_in_second_pass(model, x, y):
+        calls["n"] += 1
+        if calls["n"] == 5:  # 4 batches per pass
+            raise _Interrupt
+        return x, y
+
+    torch.manual_seed(SEED)
+    interrupted = models.FastNet(widths=(8, 16, 16))
+    with pytest.raises(_Interrupt):
+        training.fit(interrupted, tiny_set, cfg, device="cpu", progress=False, checkpoint=path,
+                     batch_hook=dies_in_second_pass)
+    state = torch.load(path, weights_only=True)
+    assert state["step"]["delta"].abs().max() > 0  # the perturbation was saved with the run
+    torch.manual_seed(SEED)
+    resumed = models.FastNet(widths=(8, 16, 16))
+    result = training.fit(resumed, tiny_set, cfg, device="cpu", progress=False, checkpoint=path)
+    torch.manual_seed(SEED)
+    straight = models.FastNet(widths=(8, 16, 16))
+    expected = training.fit(straight, tiny_set, cfg, device="cpu", progress=False)
+    assert result.resumed_from_epoch == 1
+    assert all(torch.equal(p, q) for p, q in zip(resumed.state_dict().values(), straight.state_dict().values()))
+    assert result.passes == expected.passes
