@@ -251,7 +251,7 @@ def test_explorer_calls_attack_figure_once_per_change(small_model, one, monkeypa
         calls.append(kwargs)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(widgets, "attack_figure", spy)
+    monkeypatch.setattr(widgets.epsilon, "attack_figure", spy)
     image, label = one
     box = widgets.epsilon_explorer(small_model, image, label, NAMES)
     box.eps_slider.value = 1.0
@@ -267,7 +267,7 @@ def test_explorer_shows_errors_in_the_output(small_model, one, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(widgets, "attack_figure", broken)
+    monkeypatch.setattr(widgets.epsilon, "attack_figure", broken)
     box.eps_slider.value = 3.0
     assert box.error == "RuntimeError: boom" and box.info is None
     assert box.output.outputs[0]["name"] == "stderr" and "boom" in box.output.outputs[0]["text"]

@@ -46,6 +46,16 @@ _AE = dict(batch_size=256, optimizer="adam", lr=2e-3, weight_decay=0.0, schedule
 _EPS_GRID = (0.0, 1 / 255, 2 / 255, 3 / 255, 4 / 255, 6 / 255, 8 / 255, 12 / 255, 16 / 255, 32 / 255)
 _L2_GRID = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 _STUDY_EPS = (2 / 255, 4 / 255, 8 / 255)
+# Notebooks 04-05: adversarial training.  One network for every method (FastNet at half width: a quarter of
+# the FLOPs), the fast recipe, and the same number of (standard-equivalent) epochs for every mode, so the
+# table compares methods, not budgets.  Free training replays each batch `replays` times over epochs/replays
+# passes.  PGD-7 training (8x the cost) is trained by default only in `full`.
+_ADV_MODEL = ("fastnet", {"widths": (32, 64, 128)})
+_ADV_MODES = ("standard", "fgsm", "fast_fgsm", "free", "pgd")
+
+
+def _adv_configs(**kw) -> dict[str, TrainConfig]:
+    return {mode: TrainConfig(mode=mode, **{**_FAST, **kw}) for mode in _ADV_MODES}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +122,10 @@ _TABLE = {
         l2_eps_grid=(0.0, 0.25, 0.5, 1.0, 2.0),
         study_eps=(2 / 255,),  # Linf budgets of notebook 03's steps / step-size / restarts studies
         n_targeted_per_class=5,
+        adv_model=_ADV_MODEL,
+        adv_configs=_adv_configs(epochs=2, train_size=4000, batch_size=256, replays=2, overfit_check=256),
+        adv_trained=("standard", "fgsm", "fast_fgsm", "free"),  # modes notebook 04 trains (PGD-7: in full)
+        adv_strong_eval=False,  # PGD-50 with 10 restarts and AutoAttack (torchattacks) in the table
         assert_scale_claims=False,  # 200 attacked images and minutes-old models: scale claims are observations
         # asserted: both baselines beat chance (10 %) clearly; the simple CNN measured 21.9-27.8 % over seeds 0-4
         # and both CPU kernels (make seeds), FastNet 45.7-52.5 %
@@ -136,6 +150,10 @@ _TABLE = {
         l2_eps_grid=_L2_GRID,
         study_eps=_STUDY_EPS,
         n_targeted_per_class=20,
+        adv_model=_ADV_MODEL,
+        adv_configs=_adv_configs(epochs=4, batch_size=512, replays=2, overfit_check=512),
+        adv_trained=("standard", "fgsm", "fast_fgsm", "free"),
+        adv_strong_eval=False,
         assert_scale_claims=True,
         expect_min_accuracy=0.5,
         # asserted, flip TTA: measured 85.47 and 85.70 % (fp32 recipe, seeds 0 and 1, AVX2) and 86.67 % (bf16);
@@ -156,6 +174,10 @@ _TABLE = {
         l2_eps_grid=_L2_GRID,
         study_eps=_STUDY_EPS,
         n_targeted_per_class=100,
+        adv_model=("fastnet", {"widths": (64, 128, 256)}),
+        adv_configs=_adv_configs(epochs=16, batch_size=512, replays=8, overfit_check=1000),
+        adv_trained=_ADV_MODES,
+        adv_strong_eval=True,
         assert_scale_claims=True,
         expect_min_accuracy=0.6,
         expect_fastnet_accuracy=0.9,
@@ -180,8 +202,15 @@ def with_seed(p: Mapping, seed: int, name: str | None = None) -> Profile:
     if int(seed) != seed or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
     seed = int(seed)
-    shifted = {k: dataclasses.replace(v, seed=v.seed + seed) if isinstance(v, TrainConfig) else v
-               for k, v in p.items()}
+
+    def shift(v):
+        if isinstance(v, TrainConfig):
+            return dataclasses.replace(v, seed=v.seed + seed)
+        if isinstance(v, dict) and v and all(isinstance(c, TrainConfig) for c in v.values()):
+            return {k: shift(c) for k, c in v.items()}  # a table of recipes (e.g. one per training mode)
+        return v
+
+    shifted = {k: shift(v) for k, v in p.items()}
     return Profile(name or p.name, {**shifted, "seed": seed})
 
 

@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import attacks as _attacks
-from .. import data as _data
-from ..runtime import frozen_eval, model_device
+from ... import attacks as _attacks
+from ... import data as _data
+from ...runtime import frozen_eval, model_device
 
 __all__ = ["ATTACKS", "attack_figure", "epsilon_explorer"]
 
