@@ -19,7 +19,6 @@ its accuracy) within 10 minutes of training on a 2-core CPU, on both paths.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import subprocess

@@ -144,8 +144,12 @@ def _history(pgd, fgsm):
 
 def test_overfitting_detector_on_constructed_histories():
     co = training.detect_catastrophic_overfitting(_history([0.20, 0.28, 0.31, 0.02], [0.25, 0.33, 0.36, 0.71]))
-    assert co == {"epoch": 4, "pgd_acc": 0.02, "fgsm_acc": 0.71, "best_epoch": 3, "best_pgd_acc": 0.31,
-                  "fgsm_acc_at_best": 0.36}
+    assert co == {"epoch": 4, "reason": "collapse", "pgd_acc": 0.02, "fgsm_acc": 0.71, "best_epoch": 3,
+                  "best_pgd_acc": 0.31, "fgsm_acc_at_best": 0.36}
+    # overfitted from the start: PGD accuracy never rises, FGSM accuracy climbs above it (measured on a
+    # fast-FGSM FastNet trained with a too-large learning rate: PGD 0 % at every epoch, FGSM 37 -> 63 %)
+    co = training.detect_catastrophic_overfitting(_history([0.0, 0.0, 0.0], [0.2, 0.24, 0.63]))
+    assert co["reason"] == "gap" and co["epoch"] == 3
     # a normal run: PGD accuracy noisy but never collapsing
     assert training.detect_catastrophic_overfitting(_history([0.2, 0.27, 0.25, 0.3], [0.25, 0.3, 0.31, 0.35])) is None
     # PGD and FGSM accuracy both fall (the model gets worse overall): not the signature
@@ -153,6 +157,8 @@ def test_overfitting_detector_on_constructed_histories():
     assert training.detect_catastrophic_overfitting([{"epoch": 1, "loss": 1.0}]) is None
     with pytest.raises(ValueError, match="drop must be in"):
         training.detect_catastrophic_overfitting([], drop=2)
+    with pytest.raises(ValueError, match="gap must be in"):
+        training.detect_catastrophic_overfitting([], gap=0)
 
 
 def test_robust_accuracy_check_agrees_with_the_evaluation_attacks(small_model, cifar_small):

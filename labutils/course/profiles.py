@@ -126,6 +126,14 @@ _TABLE = {
         adv_configs=_adv_configs(epochs=2, train_size=4000, batch_size=256, replays=2, overfit_check=256),
         adv_trained=("standard", "fgsm", "fast_fgsm", "free"),  # modes notebook 04 trains (PGD-7: in full)
         adv_strong_eval=False,  # PGD-50 with 10 restarts and AutoAttack (torchattacks) in the table
+        # notebook 05 (entropy monitoring): test images monitored clean and attacked (split in halves: calibration /
+        # evaluation), Linf budgets of its FGSM / PGD (P.pgd_steps steps), images per batch-level decision, clean
+        # training images that place the fixed bin edges, images the adaptive attacker attacks
+        monitor_n=400,
+        monitor_eps=(2 / 255, 8 / 255, 16 / 255),
+        monitor_group=10,
+        monitor_edge_images=256,
+        monitor_adaptive_n=200,
         assert_scale_claims=False,  # 200 attacked images and minutes-old models: scale claims are observations
         # asserted: both baselines beat chance (10 %) clearly; the simple CNN measured 21.9-27.8 % over seeds 0-4
         # and both CPU kernels (make seeds), FastNet 45.7-52.5 %
@@ -154,6 +162,11 @@ _TABLE = {
         adv_configs=_adv_configs(epochs=4, batch_size=512, replays=2, overfit_check=512),
         adv_trained=("standard", "fgsm", "fast_fgsm", "free"),
         adv_strong_eval=False,
+        monitor_n=1000,
+        monitor_eps=(2 / 255, 4 / 255, 8 / 255, 16 / 255),
+        monitor_group=20,
+        monitor_edge_images=1000,
+        monitor_adaptive_n=500,
         assert_scale_claims=True,
         expect_min_accuracy=0.5,
         # asserted, flip TTA: measured 85.47 and 85.70 % (fp32 recipe, seeds 0 and 1, AVX2) and 86.67 % (bf16);
@@ -178,6 +191,11 @@ _TABLE = {
         adv_configs=_adv_configs(epochs=16, batch_size=512, replays=8, overfit_check=1000),
         adv_trained=_ADV_MODES,
         adv_strong_eval=True,
+        monitor_n=10_000,
+        monitor_eps=(2 / 255, 4 / 255, 8 / 255, 16 / 255),
+        monitor_group=50,
+        monitor_edge_images=2000,
+        monitor_adaptive_n=2000,
         assert_scale_claims=True,
         expect_min_accuracy=0.6,
         expect_fastnet_accuracy=0.9,

@@ -28,7 +28,8 @@ Catastrophic overfitting (Wong et al. 2020): a single-step method can suddenly s
 to multi-step attacks while its accuracy against FGSM rises.  With ``overfit_check > 0`` the
 adversarial modes hold that many training images out and, after every epoch,
 :func:`robust_accuracy_check` records FGSM and PGD-10 accuracy on them;
-:func:`detect_catastrophic_overfitting` reads the history.
+:func:`detect_catastrophic_overfitting` reads the history (a collapse of PGD accuracy, or FGSM accuracy
+far above PGD accuracy).
 """
 from __future__ import annotations
 
@@ -184,27 +185,35 @@ def robust_accuracy_check(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ep
     return {"check_clean_acc": clean, "check_fgsm_acc": fgsm_acc, "check_pgd_acc": pgd_acc}
 
 
-def detect_catastrophic_overfitting(history: list[dict], drop: float = 0.1) -> dict | None:
-    """The first epoch at which PGD accuracy on the check set fell by more than ``drop`` (absolute,
-    e.g. 0.1 = 10 points) below its best earlier value while FGSM accuracy did not fall below its
-    value at that best epoch: the signature of catastrophic overfitting (Wong et al. 2020).
+def detect_catastrophic_overfitting(history: list[dict], drop: float = 0.1, gap: float = 0.25) -> dict | None:
+    """The first epoch that shows catastrophic overfitting (Wong et al. 2020) on the check set, by either sign:
+
+    * ``"collapse"``: PGD accuracy fell by more than ``drop`` (absolute: 0.1 = 10 points) below its best
+      earlier value while FGSM accuracy did not fall below its value at that best epoch;
+    * ``"gap"``: FGSM accuracy exceeds PGD accuracy by more than ``gap``: the model has learnt to defeat
+      the single step it is trained on, not the threat (a model that overfits from the first epoch
+      never has a PGD accuracy to fall from).  A sound single-step model is within a few points of PGD.
 
     ``history``: :func:`~labutils.training.fit`'s per-epoch records (``check_pgd_acc`` and
     ``check_fgsm_acc`` from :func:`robust_accuracy_check`); records without them are skipped.
 
     Returns:
-        None, or ``{"epoch", "pgd_acc", "fgsm_acc", "best_epoch", "best_pgd_acc", "fgsm_acc_at_best"}``.
+        None, or ``{"epoch", "reason", "pgd_acc", "fgsm_acc", "best_epoch", "best_pgd_acc", "fgsm_acc_at_best"}``
+        (``best_*``: the epoch with the highest PGD accuracy before it; for a first-epoch gap, that epoch).
     """
-    if not 0 < drop < 1:
-        raise ValueError(f"drop must be in (0, 1) (an absolute fall in accuracy), got {drop}.")
+    for name, value in (("drop", drop), ("gap", gap)):
+        if not 0 < value < 1:
+            raise ValueError(f"{name} must be in (0, 1) (an absolute difference in accuracy), got {value}.")
     checked = [r for r in history if "check_pgd_acc" in r and "check_fgsm_acc" in r]
     best = None
     for r in checked:
-        if best is not None and r["check_pgd_acc"] < best["check_pgd_acc"] - drop \
-                and r["check_fgsm_acc"] >= best["check_fgsm_acc"]:
-            return {"epoch": r["epoch"], "pgd_acc": r["check_pgd_acc"], "fgsm_acc": r["check_fgsm_acc"],
-                    "best_epoch": best["epoch"], "best_pgd_acc": best["check_pgd_acc"],
-                    "fgsm_acc_at_best": best["check_fgsm_acc"]}
+        collapse = best is not None and r["check_pgd_acc"] < best["check_pgd_acc"] - drop \
+            and r["check_fgsm_acc"] >= best["check_fgsm_acc"]
+        if collapse or r["check_fgsm_acc"] - r["check_pgd_acc"] > gap:
+            ref = best if best is not None else r
+            return {"epoch": r["epoch"], "reason": "collapse" if collapse else "gap", "pgd_acc": r["check_pgd_acc"],
+                    "fgsm_acc": r["check_fgsm_acc"], "best_epoch": ref["epoch"], "best_pgd_acc": ref["check_pgd_acc"],
+                    "fgsm_acc_at_best": ref["check_fgsm_acc"]}
         if best is None or r["check_pgd_acc"] > best["check_pgd_acc"]:
             best = r
     return None

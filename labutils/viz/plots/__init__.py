@@ -13,7 +13,12 @@ budgets ``eps`` are on the ``[0, 1]`` pixel scale (e.g. ``8/255``).
 """
 from .curves import accuracy_vs_eps, pgd_settings, rate_vs_steps, rates_vs_eps, training_curves
 from .images import class_balance, heatmap, image_grid
+from .adversarial import attack_accuracy_bars, overfitting_checks, training_cost
 from .scores import roc_curves, score_histograms
 
 __all__ = ["score_histograms", "roc_curves", "image_grid", "class_balance", "heatmap", "training_curves",
            "accuracy_vs_eps", "pgd_settings", "rates_vs_eps", "rate_vs_steps"]
+from .entropy import auroc_bars, auroc_vs_eps, entropy_histograms  # notebook 05
+
+__all__ += ["entropy_histograms", "auroc_vs_eps", "auroc_bars"]
+__all__ += ["attack_accuracy_bars", "training_cost", "overfitting_checks"]

@@ -8,3 +8,9 @@ too, so a headless run still draws (and saves) every figure.
 from .epsilon import ATTACKS, attack_figure, epsilon_explorer
 
 __all__ = ["ATTACKS", "attack_figure", "epsilon_explorer"]
+from .threshold import threshold_counts, threshold_explorer, threshold_figure  # notebook 05
+
+__all__ += ["threshold_counts", "threshold_figure", "threshold_explorer"]
+from .compare import COMPARE_ATTACKS, comparison_explorer, robustness_comparison_figure  # notebook 04
+
+__all__ += ["COMPARE_ATTACKS", "robustness_comparison_figure", "comparison_explorer"]
