@@ -74,6 +74,15 @@ def one_thread(small_model):
 
 
 @pytest.fixture
+def single_thread():
+    """One intra-op thread for a tiny-model test (like ``one_thread``, without training the small model)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def claims(request):
     """:class:`labutils.course.claims.Claims` for this test: numbers about trained models, checked and logged."""
     return Claims(request.node.nodeid, verbose=False)

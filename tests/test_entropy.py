@@ -27,13 +27,9 @@ def _hooks(model: nn.Module) -> int:
     return sum(len(m._forward_hooks) for m in model.modules())
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """One intra-op thread for these tiny batches (as conftest's ``one_thread``, which needs the trained model)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+@pytest.fixture(autouse=True)
+def _one_thread_here(single_thread):
+    """These tiny batches run on one intra-op thread (conftest's ``single_thread``)."""
 
 
 @pytest.fixture(scope="module")

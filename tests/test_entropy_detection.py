@@ -25,15 +25,6 @@ def _tied(n, m, seed, shift=1.0):
     return np.round(rng.normal(0, 1, n), 1), np.round(rng.normal(shift, 1.3, m), 1)
 
 
-@pytest.fixture
-def single_thread():
-    """One intra-op thread for the tiny-model tests (conftest's ``one_thread`` would train the small model first)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tiny_cnn():
     torch.manual_seed(0)

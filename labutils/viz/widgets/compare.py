@@ -24,7 +24,7 @@ from torch import nn
 
 from ... import attacks as _attacks
 from ...runtime import model_device
-from .epsilon import _as_class, _bar_panel, _figure_output, _one_image, _probabilities, _shown_classes, _show_image
+from .epsilon import _as_class, _bar_panel, _one_image, _probabilities, _shown_classes, _show_image, show_in
 
 __all__ = ["COMPARE_ATTACKS", "robustness_comparison_figure", "comparison_explorer"]
 
@@ -171,7 +171,6 @@ def comparison_explorer(models: Mapping[str, nn.Module], image: torch.Tensor, la
         import ipywidgets as widgets
     except ImportError as exc:
         raise ImportError(_IPYWIDGETS_MISSING) from exc
-    import matplotlib.pyplot as plt
 
     models = _check_models(models)
     names = [str(c) for c in class_names]
@@ -195,21 +194,12 @@ def comparison_explorer(models: Mapping[str, nn.Module], image: torch.Tensor, la
     box.info, box.error, box.n_draws = None, None, 0
 
     def redraw(change=None):
-        fig = None
-        try:
+        def draw():
             fig, info = robustness_comparison_figure(models, x, label, eps=slider.value / 255, attack=attack_dd.value,
                                                      class_names=names, pgd_steps=pgd_steps, top_k=top_k, seed=seed)
-            shown = (_figure_output(fig), {"output_type": "stream", "name": "stdout",
-                                           "text": _summary(info, attack_dd.value, slider.value / 255) + "\n"})
-            box.info, box.error = info, None
-        except Exception as exc:  # show the problem in the widget instead of losing it in a callback
-            box.info, box.error = None, f"{type(exc).__name__}: {exc}"
-            shown = ({"output_type": "stream", "name": "stderr", "text": box.error + "\n"},)
-        finally:
-            if fig is not None:
-                plt.close(fig)
-        output.outputs = shown
-        box.n_draws += 1
+            return fig, info, _summary(info, attack_dd.value, slider.value / 255)
+
+        show_in(box, output, draw)
 
     box.redraw = redraw
     for w in (slider, attack_dd):

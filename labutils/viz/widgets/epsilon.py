@@ -255,6 +255,29 @@ def _figure_output(fig) -> dict:
                      "text/plain": f"<Figure with {len(fig.axes)} axes>"}}
 
 
+def show_in(box, output, draw) -> None:
+    """Redraw an explorer: ``draw() -> (figure, info, text)`` into ``output``'s outputs, or the error.
+
+    ``box.info`` / ``box.error`` get the result (an exception is shown in the widget instead of being
+    lost in a callback), ``box.n_draws`` counts the redraws, and the figure is closed.
+    """
+    import matplotlib.pyplot as plt
+
+    fig = None
+    try:
+        fig, info, text = draw()
+        shown = (_figure_output(fig), {"output_type": "stream", "name": "stdout", "text": text + "\n"})
+        box.info, box.error = info, None
+    except Exception as exc:  # show the problem in the widget instead of losing it in a callback
+        box.info, box.error = None, f"{type(exc).__name__}: {exc}"
+        shown = ({"output_type": "stream", "name": "stderr", "text": box.error + "\n"},)
+    finally:
+        if fig is not None:
+            plt.close(fig)
+    output.outputs = shown
+    box.n_draws += 1
+
+
 # --------------------------------------------------------------------------- the widget
 def epsilon_explorer(model: nn.Module, image: torch.Tensor, label, class_names: Sequence[str], *,
                      eps_max: float = 32 / 255, eps: float = 4 / 255, eps_step: float = 0.5 / 255,
@@ -287,7 +310,6 @@ def epsilon_explorer(model: nn.Module, image: torch.Tensor, label, class_names: 
         import ipywidgets as widgets
     except ImportError as exc:
         raise ImportError(_IPYWIDGETS_MISSING) from exc
-    import matplotlib.pyplot as plt
 
     names = [str(c) for c in class_names]
     label = _as_class(label, "label", len(names))
@@ -319,22 +341,13 @@ def epsilon_explorer(model: nn.Module, image: torch.Tensor, label, class_names: 
         target_dd.disabled = attack_dd.value != "targeted_fgsm"
         if change is not None and change.get("owner") is target_dd and target_dd.disabled:
             return  # the target only matters to targeted FGSM
-        fig = None
-        try:
+        def draw():
             fig, info = attack_figure(model, x, label, attack=attack_dd.value, eps=slider.value / 255,
                                       target=target_dd.value, class_names=names, pgd_steps=pgd_steps,
                                       amplify=amplify, top_k=top_k)
-            shown = (_figure_output(fig), {"output_type": "stream", "name": "stdout",
-                                           "text": _summary(info, names) + "\n"})
-            box.info, box.error = info, None
-        except Exception as exc:  # show the problem in the widget instead of losing it in a callback
-            box.info, box.error = None, f"{type(exc).__name__}: {exc}"
-            shown = ({"output_type": "stream", "name": "stderr", "text": box.error + "\n"},)
-        finally:
-            if fig is not None:
-                plt.close(fig)
-        output.outputs = shown
-        box.n_draws += 1
+            return fig, info, _summary(info, names)
+
+        show_in(box, output, draw)
 
     box.redraw = redraw
     for w in (slider, attack_dd, target_dd):

@@ -21,7 +21,7 @@ import numpy as np
 from ...uncertainty.thresholds import DIRECTIONS
 from ..plots import image_grid
 from ..plots._common import _to_numpy
-from .epsilon import _figure_output
+from .epsilon import show_in
 
 __all__ = ["threshold_counts", "threshold_figure", "threshold_explorer"]
 
@@ -178,7 +178,6 @@ def threshold_explorer(scores_clean, scores_adv, images_adv, *, threshold: float
         import ipywidgets as widgets
     except ImportError as exc:
         raise ImportError(_IPYWIDGETS_MISSING) from exc
-    import matplotlib.pyplot as plt
 
     threshold_counts(scores_clean, scores_adv, 0.0, direction=direction)  # validate once
     both = np.concatenate([_scores(scores_clean, "scores_clean"), _scores(scores_adv, "scores_adv")])
@@ -195,21 +194,12 @@ def threshold_explorer(scores_clean, scores_adv, images_adv, *, threshold: float
     box.info, box.error, box.n_draws = None, None, 0
 
     def redraw(change=None):
-        fig = None
-        try:
+        def draw():
             fig, info = threshold_figure(scores_clean, scores_adv, images_adv, slider.value, direction=direction,
                                          images_clean=images_clean, score_name=score_name, unit=unit, n_show=n_show)
-            shown = (_figure_output(fig), {"output_type": "stream", "name": "stdout",
-                                           "text": _summary(info, score_name) + "\n"})
-            box.info, box.error = info, None
-        except Exception as exc:  # show the problem in the widget instead of losing it in a callback
-            box.info, box.error = None, f"{type(exc).__name__}: {exc}"
-            shown = ({"output_type": "stream", "name": "stderr", "text": box.error + "\n"},)
-        finally:
-            if fig is not None:
-                plt.close(fig)
-        output.outputs = shown
-        box.n_draws += 1
+            return fig, info, _summary(info, score_name)
+
+        show_in(box, output, draw)
 
     box.redraw = redraw
     slider.observe(redraw, names="value")
