@@ -151,6 +151,23 @@ def test_whitening_layer_decorrelates_patches(cifar_small):
     assert not net.whiten.weight.requires_grad
 
 
+def test_whitening_eps_is_a_setting_of_the_model(cifar_small):
+    """A larger ``whiten_eps`` shrinks the faint directions: variance lambda / (lambda + eps) with the model's eps."""
+    (x, _), _ = cifar_small
+    images = data.to_float(x[:1000])
+    net = models.FastNet(widths=(8, 8, 8), whiten_eps=0.1)
+    net.init_whitening(images)
+    with torch.no_grad():
+        out = net.whiten(net.normalize(images))[:, :12]
+    var = torch.cov(out.permute(1, 0, 2, 3).reshape(12, -1).double()).diag().sort().values
+    patches = net.normalize(images).unfold(2, 2, 1).unfold(3, 2, 1).permute(0, 2, 3, 1, 4, 5).reshape(-1, 12)
+    lam = torch.linalg.eigvalsh(torch.cov(patches.T.double()))
+    assert torch.allclose(var, (lam / (lam + 0.1)).sort().values, atol=0.01)
+    assert var[0] < 0.5  # the faintest direction is damped, not amplified to unit variance
+    with pytest.raises(ValueError, match="whiten_eps must be > 0"):
+        models.FastNet(whiten_eps=0)
+
+
 def test_build_registry():
     assert isinstance(models.build("simple_cnn"), models.SimpleCNN)
     with pytest.raises(ValueError, match="Unknown model"):
