@@ -42,3 +42,15 @@ def _percent(values, n: int, what: str) -> np.ndarray:
     if np.nanmin(y) < -1e-9 or np.nanmax(y) > 1 + 1e-9:
         raise ValueError(f"{what} must hold fractions in [0, 1].")
     return 100 * y
+
+
+def overlaid_histograms(ax, first, second, labels: tuple[str, str], bins: int) -> None:
+    """Two density histograms of 1-D NumPy arrays on shared, equal-width bins over both ranges; legend shows n."""
+    import numpy as np
+
+    lo, hi = float(min(first.min(), second.min())), float(max(first.max(), second.max()))
+    if hi <= lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    edges = np.linspace(lo, hi, int(bins) + 1)
+    for values, label in zip((first, second), labels):
+        ax.hist(values, bins=edges, density=True, histtype="stepfilled", alpha=0.45, label=f"{label} (n={values.size})")

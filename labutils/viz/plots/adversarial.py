@@ -23,25 +23,12 @@ def attack_accuracy_bars(methods: Sequence[str], accuracies: Mapping[str, Sequen
 
     Returns the Figure: bars in %, each labelled with its value, y axis "accuracy (%)" from 0 to 100.
     """
-    methods = [str(m) for m in methods]
-    if not methods:
-        raise ValueError("methods is empty.")
-    if not accuracies:
-        raise ValueError("accuracies is empty: pass {evaluation label: one accuracy per method}.")
-    fig, ax = _new_axes(ax, (1.6 + 1.5 * len(methods), 3.6))
-    width = 0.8 / len(accuracies)
-    x = np.arange(len(methods))
-    for i, (label, values) in enumerate(accuracies.items()):
-        y = _percent(values, len(methods), f"accuracies[{label!r}]")
-        bars = ax.bar(x + (i - (len(accuracies) - 1) / 2) * width, y, width, label=str(label))
-        ax.bar_label(bars, [f"{v:.0f}" for v in y], padding=1, fontsize="x-small")
-    ax.set_xticks(x, methods)
-    ax.set_xlabel("training method")
+    def values(label, v):
+        return _percent(v, len(methods), f"accuracies[{label!r}]")
+
+    fig, ax = _grouped_bars(methods, accuracies, values, "{:.0f}", ax, "accuracies", title)
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 105)
-    if title:
-        ax.set_title(title)
-    ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize="small")
     return fig
 
@@ -59,32 +46,42 @@ def training_cost(methods: Sequence[str], ratios: Mapping[str, Sequence[float]],
 
     Returns the Figure: one bar per (method, label) with its value, a dashed line at 1.
     """
-    methods = [str(m) for m in methods]
-    if not methods:
-        raise ValueError("methods is empty.")
-    if not ratios:
-        raise ValueError("ratios is empty: pass {label: one ratio per method}.")
-    fig, ax = _new_axes(ax, (1.6 + 1.5 * len(methods), 3.6))
-    width = 0.8 / len(ratios)
-    x = np.arange(len(methods))
-    for i, (label, values) in enumerate(ratios.items()):
-        y = _to_numpy(values).ravel()
+    def values(label, v):
+        y = _to_numpy(v).ravel()
         if y.size != len(methods):
             raise ValueError(f"ratios[{label!r}] has {y.size} values for {len(methods)} methods.")
         if np.nanmin(y) < 0:
             raise ValueError(f"ratios[{label!r}] must be non-negative multiples of standard training's cost.")
-        bars = ax.bar(x + (i - (len(ratios) - 1) / 2) * width, y, width, label=str(label))
-        ax.bar_label(bars, [f"{v:.2g}" for v in y], padding=1, fontsize="x-small")
+        return y
+
+    fig, ax = _grouped_bars(methods, ratios, values, "{:.2g}", ax, "ratios", title)
     ax.axhline(1.0, color="grey", linestyle="--", linewidth=1, label="standard training")
-    ax.set_xticks(x, methods)
-    ax.set_xlabel("training method")
     ax.set_ylabel("cost relative to standard training (x)")
     ax.set_ylim(0, None)
+    ax.legend(fontsize="small")
+    return fig
+
+
+def _grouped_bars(methods, groups: Mapping, values, fmt: str, ax, what: str, title):
+    """One bar per (method, group), labelled with ``fmt``; ``values(label, v)`` checks and converts a group."""
+    methods = [str(m) for m in methods]
+    if not methods:
+        raise ValueError("methods is empty.")
+    if not groups:
+        raise ValueError(f"{what} is empty: pass {{label: one value per method}}.")
+    fig, ax = _new_axes(ax, (1.6 + 1.5 * len(methods), 3.6))
+    width = 0.8 / len(groups)
+    x = np.arange(len(methods))
+    for i, (label, v) in enumerate(groups.items()):
+        y = values(label, v)
+        bars = ax.bar(x + (i - (len(groups) - 1) / 2) * width, y, width, label=str(label))
+        ax.bar_label(bars, [fmt.format(u) for u in y], padding=1, fontsize="x-small")
+    ax.set_xticks(x, methods)
+    ax.set_xlabel("training method")
     if title:
         ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize="small")
-    return fig
+    return fig, ax
 
 
 _CHECK_KEYS = {"check_clean_acc": ("clean", ":"), "check_fgsm_acc": ("FGSM", "-"), "check_pgd_acc": ("PGD-10", "--")}

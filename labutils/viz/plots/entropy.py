@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ._common import _new_axes, _scores_1d, _to_numpy
+from ._common import _new_axes, _scores_1d, _to_numpy, overlaid_histograms
 
 __all__ = ["entropy_histograms", "auroc_vs_eps", "auroc_bars"]
 
@@ -60,12 +60,7 @@ def entropy_histograms(clean: Mapping[str, Sequence[float]], attacked: Mapping[s
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
     for ax, name in zip(axes, names):
         c, a = _scores_1d(clean[name], f"clean[{name!r}]"), _scores_1d(attacked[name], f"attacked[{name!r}]")
-        lo, hi = float(min(c.min(), a.min())), float(max(c.max(), a.max()))
-        if hi <= lo:
-            lo, hi = lo - 0.5, hi + 0.5
-        edges = np.linspace(lo, hi, int(bins) + 1)
-        ax.hist(c, bins=edges, density=True, histtype="stepfilled", alpha=0.45, label=f"{labels[0]} (n={c.size})")
-        ax.hist(a, bins=edges, density=True, histtype="stepfilled", alpha=0.45, label=f"{labels[1]} (n={a.size})")
+        overlaid_histograms(ax, c, a, (labels[0], labels[1]), bins)
         if thresholds is not None and name in thresholds and np.isfinite(thresholds[name]):
             ax.axvline(float(thresholds[name]), color="black", linestyle="--", linewidth=1, label="threshold")
         ax.set_xlabel(f"{name} ({unit})")

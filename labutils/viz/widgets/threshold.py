@@ -20,7 +20,7 @@ import numpy as np
 
 from ...uncertainty.thresholds import DIRECTIONS
 from ..plots import image_grid
-from ..plots._common import _to_numpy
+from ..plots._common import _to_numpy, overlaid_histograms
 from .epsilon import show_in
 
 __all__ = ["threshold_counts", "threshold_figure", "threshold_explorer"]
@@ -115,12 +115,7 @@ def threshold_figure(scores_clean, scores_adv, images_adv, threshold: float, *, 
     top, *image_rows = fig.subfigures(rows, 1, height_ratios=[2.2] + [1.5] * (rows - 1))
 
     ax = top.subplots()
-    lo, hi = float(min(c.min(), a.min())), float(max(c.max(), a.max()))
-    if hi <= lo:
-        lo, hi = lo - 0.5, hi + 0.5
-    edges = np.linspace(lo, hi, int(bins) + 1)
-    ax.hist(c, bins=edges, density=True, histtype="stepfilled", alpha=0.45, label=f"clean (n={c.size})")
-    ax.hist(a, bins=edges, density=True, histtype="stepfilled", alpha=0.45, label=f"adversarial (n={a.size})")
+    overlaid_histograms(ax, c, a, ("clean", "adversarial"), bins)
     t = info["threshold"]
     if np.isfinite(t):
         ax.axvline(t, color="black", linestyle="--", linewidth=1.2, label=f"threshold {t:.4g}")
