@@ -2,7 +2,8 @@
 
 Subpackages by job (see ``labutils/README.md`` for the layout and where each planned topic goes):
 :mod:`~labutils.data`, :mod:`~labutils.models`, :mod:`~labutils.training`, :mod:`~labutils.attacks`,
-:mod:`~labutils.robustness`, :mod:`~labutils.uncertainty`, :mod:`~labutils.viz`, :mod:`~labutils.course`;
+:mod:`~labutils.robustness`, :mod:`~labutils.uncertainty`, :mod:`~labutils.selective`, :mod:`~labutils.viz`,
+:mod:`~labutils.course`;
 and the modules :mod:`~labutils.settings` (every ``LAB_*`` environment variable),
 :mod:`~labutils.runtime` (device, precision, seeds, model state) and :mod:`~labutils.files`
 (atomic writes).

@@ -10,7 +10,9 @@
 * :mod:`.thresholds`: argmin(FPR + FNR) thresholds with a learnt direction, chosen on a
   calibration split and evaluated on another; AUROC with a stated direction (higher = more suspicious);
 * :mod:`.fusion`: :class:`FusedDetector`, a logistic regression over several signals;
-* :mod:`.adaptive`: :func:`adaptive_pgd`, the attacker who knows the entropy monitor.
+* :mod:`.adaptive`: :func:`adaptive_pgd`, the attacker who knows the entropy monitor;
+* :mod:`.calibration`: reliability table, expected calibration error (equal-width bins closed on the
+  right), temperature scaling fitted on a held-out split.
 
 OOD detection (notebook 01) uses the first three; entropy monitoring, selective classification and
 calibration (later notebooks) reuse the scores and metrics.
@@ -23,6 +25,8 @@ from .activation_entropy import (DEFAULT_BINS, DEFAULT_QUANTILE, ActivationMonit
                                  activation_entropies, calibrate_edges, default_monitor_layers, edges_from_values,
                                  entropy_from_counts, group_entropies, histogram_counts, histogram_entropy,
                                  histogram_entropy_per_sample, predictive_entropy, resolve_layers, run_monitor)
+from .calibration import (TEMPERATURE_RANGE, apply_temperature, confidence_and_correct, expected_calibration_error,
+                          fit_temperature, negative_log_likelihood, reliability_table)
 from .fusion import FusedDetector, stack_signals
 from .metrics import aupr_in, aupr_out, auroc, evaluate_scores, fpr_at_tpr, roc_curve, threshold_at_tpr
 from .reconstruction import reconstruction_error, reconstruction_score, train_autoencoder
@@ -43,4 +47,7 @@ __all__ = ["SCORES", "as_logits", "max_logit", "max_softmax", "entropy", "neg_en
            "DIRECTIONS", "Threshold", "choose_threshold", "evaluate_threshold", "split_indices", "detection_auroc",
            "best_orientation_auroc", "misclassification_auroc", "detection_report",
            "FusedDetector", "stack_signals",
-           "soft_histogram_counts", "soft_histogram_entropy", "margin_loss", "adaptive_pgd", "ATTACK_LOSSES"]
+           "soft_histogram_counts", "soft_histogram_entropy", "margin_loss", "adaptive_pgd", "ATTACK_LOSSES",
+           # calibration
+           "reliability_table", "expected_calibration_error", "confidence_and_correct", "negative_log_likelihood",
+           "fit_temperature", "apply_temperature", "TEMPERATURE_RANGE"]
