@@ -6,7 +6,12 @@ normalised pixels.  Classifiers return logits ``(N, num_classes)``.
 
 * :mod:`.classifiers`: :class:`SimpleCNN` (the plain baseline), :class:`FastNet` (a fast
   airbench-style CIFAR-10 network for CPUs);
-* :mod:`.autoencoder`: :class:`ConvAutoencoder`, the reconstruction model of the OOD detector.
+* :mod:`.autoencoder`: :class:`ConvAutoencoder`, the reconstruction model of the OOD detector;
+* :mod:`.layers`: depthwise-separable, grouped-convolution and squeeze-and-excitation blocks (2D/3D);
+* :mod:`.mobilenet`: :class:`MobileNetV2` (torchvision's, adapted to 32x32 or resized inside the
+  model; ImageNet weights from torch's cache, a clear error offline);
+* :mod:`.hybrid`: :class:`HybridCNN` (MobileNetV2 backbone + SE + grouped/depthwise head; 3D mode);
+* :mod:`.cost`: parameter count, FLOPs per image, measured latency and throughput.
 
 :func:`build` makes a model from its registry name and keyword arguments; the checkpoint cache
 stores those two things to rebuild and check a model.  A new architecture is registered in
@@ -18,13 +23,21 @@ from torch import nn
 
 from .autoencoder import ConvAutoencoder
 from .classifiers import CIFAR10_MEAN, CIFAR10_STD, FastNet, Normalize, SimpleCNN
+from .cost import Latency, count_parameters, flops_per_image, measure_latency
+from .hybrid import HybridCNN
+from .layers import DepthwiseSeparableConv, GroupedConvBlock, SqueezeExcitation
+from .mobilenet import MobileNetV2, PretrainedWeightsMissing, mobilenet_v2
 
-__all__ = ["Normalize", "SimpleCNN", "FastNet", "ConvAutoencoder", "MODELS", "build", "CIFAR10_MEAN", "CIFAR10_STD"]
+__all__ = ["Normalize", "SimpleCNN", "FastNet", "ConvAutoencoder", "MODELS", "build", "CIFAR10_MEAN", "CIFAR10_STD",
+           "DepthwiseSeparableConv", "GroupedConvBlock", "SqueezeExcitation", "MobileNetV2", "mobilenet_v2",
+           "PretrainedWeightsMissing", "HybridCNN", "count_parameters", "flops_per_image", "measure_latency", "Latency"]
 
 MODELS: dict[str, type[nn.Module]] = {
     "simple_cnn": SimpleCNN,
     "fastnet": FastNet,
     "autoencoder": ConvAutoencoder,
+    "mobilenet_v2": MobileNetV2,
+    "hybrid_cnn": HybridCNN,
 }
 
 
