@@ -32,13 +32,13 @@ REFERENCE = {
 # smoke: measured (median of `make seeds`' five fp32 runs).  standard: measured by `make run` on the reference
 # machine with an empty model cache (2026-12-02: 712 s, of which FastNet 454 s and the simple CNN 213 s of
 # training; 157 s with the autoencoder's 117 s; 120 s; 629 s: 1618 s in all).  A run of the standard series
-# replaces them with this machine's own times (runs/standard/timings.json).  04 and 05 (2026-12-02) are estimates,
-# not runs: 04 from its training epochs timed one by one on an idle 2-core AVX2 CPU (half-width FastNet, a
-# 50,000-image epoch: standard 54 s, fast FGSM 97 s on the reference machine; four epochs of each of the four
-# modes and the attacks), 05 from its smoke run scaled by its image counts; smoke from helpers' runs on a busy machine.
+# replaces them with this machine's own times (runs/standard/timings.json).  04 and 05 (2026-12-02) were run on a
+# 2-core Zen 3 AVX2 CPU in fp32 whose calibrate() gives 1.14 s (1.9x the reference) and are divided by 1.9: standard
+# 04 from an empty cache 1735 s there (training 304 + 491 + 415 + 380 s for standard, fast FGSM, FGSM-augmented,
+# free), 05 with 04's models cached 164-175 s; smoke (seeds 0-4) 04 103-139 s, 05 47-50 s there.
 EXPECTED_SECONDS: dict[str, dict[str, float]] = {
-    "smoke": {"00": 44.0, "01": 16.0, "02": 21.0, "03": 42.0, "04": 120.0, "05": 150.0},
-    "standard": {"00": 712.0, "01": 157.0, "02": 120.0, "03": 629.0, "04": 1300.0, "05": 500.0},
+    "smoke": {"00": 44.0, "01": 16.0, "02": 21.0, "03": 42.0, "04": 60.0, "05": 25.0},
+    "standard": {"00": 712.0, "01": 157.0, "02": 120.0, "03": 629.0, "04": 915.0, "05": 90.0},
     "full": {"00": 600.0, "01": 300.0, "02": 300.0, "03": 900.0, "04": 1800.0, "05": 600.0},  # a GPU: rough guesses, no run measured yet
 }
 

@@ -36,7 +36,8 @@ class SimpleCNN(nn.Module):
     """Baseline CNN: [conv-ReLU-conv-ReLU-maxpool-dropout] x 2, FC 512, dropout, FC.
 
     Input ``(N, in_channels, 32, 32)`` in ``[0, 1]``; output logits ``(N, num_classes)``.
-    About 2.2 M parameters and 26.6 M multiply-adds (53 MFLOP, counted by :func:`labutils.models.cost.flops_per_image`) per 32x32 image.
+    About 2.2 M parameters and 26.6 M multiply-adds (53 MFLOP, as
+    :func:`labutils.models.cost.flops_per_image` counts them) per 32x32 image.
     """
 
     def __init__(self, num_classes: int = 10, in_channels: int = 3, dropout: float = 0.25,
