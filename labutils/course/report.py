@@ -40,6 +40,19 @@ REFERENCES: dict[str, tuple[float, str, str]] = {
     "02_fgsm_and_targeted_attacks/simple_cnn_fgsm_acc": (
         0.015, "fraction", f"{_REF_LAB}: simple CNN under FGSM (Goodfellow et al., 2015)"),
     "03_pgd_and_norms/simple_cnn_pgd_acc": (0.0, "fraction", f"{_REF_LAB}: simple CNN under PGD (Madry et al., 2018)"),
+    "04_adversarial_training/fast_fgsm_clean_acc": (
+        0.861, "fraction", "Wong, Rice & Kolter (2020): fast FGSM, PreActResNet-18, clean accuracy"),
+    "04_adversarial_training/fast_fgsm_pgd10_acc": (
+        0.461, "fraction", "Wong, Rice & Kolter (2020): fast FGSM, PreActResNet-18, PGD-50 with 10 restarts at 8/255 "
+                           "(ours: PGD-10, one start)"),
+    "04_adversarial_training/free_pgd10_acc": (
+        0.463, "fraction", "Wong, Rice & Kolter (2020): free (m = 8), PreActResNet-18, PGD-50 with 10 restarts at "
+                           "8/255 (ours: PGD-10, one start)"),
+    "04_adversarial_training/standard_msp_auroc_noise": (
+        0.97, "AUROC", f"{_REF_LAB}: baseline model, max softmax, CIFAR-10 vs FakeData"),
+    "04_adversarial_training/fgsm_msp_auroc_noise": (
+        0.26, "AUROC", f"{_REF_LAB}: model trained 50 epochs with FGSM-augmented batches, max softmax, CIFAR-10 vs "
+                       "FakeData"),
 }
 
 
