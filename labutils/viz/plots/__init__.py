@@ -1,4 +1,5 @@
-"""Figures of the course, drawn with matplotlib: :mod:`.images`, :mod:`.scores`, :mod:`.curves`.
+"""Figures of the course, drawn with matplotlib: :mod:`.images`, :mod:`.scores`, :mod:`.curves`, :mod:`.adversarial`,
+:mod:`.entropy`, :mod:`.selective` (risk-coverage curves, reliability diagrams).
 
 Every function draws into ``ax`` (or ``fig``) when given one, else into a new
 figure, and returns the :class:`matplotlib.figure.Figure`.  Nothing here
@@ -11,14 +12,15 @@ Conventions: images are ``(N, C, H, W)`` uint8 in 0..255 or float in
 in-distribution); accuracies are fractions in ``[0, 1]`` unless stated; attack
 budgets ``eps`` are on the ``[0, 1]`` pixel scale (e.g. ``8/255``).
 """
-from .curves import accuracy_vs_eps, pgd_settings, rate_vs_steps, rates_vs_eps, training_curves
-from .images import class_balance, heatmap, image_grid
 from .adversarial import attack_accuracy_bars, overfitting_checks, training_cost
+from .curves import accuracy_vs_eps, pgd_settings, rate_vs_steps, rates_vs_eps, training_curves
+from .entropy import auroc_bars, auroc_vs_eps, entropy_histograms
+from .images import class_balance, heatmap, image_grid
 from .scores import roc_curves, score_histograms
+from .selective import RELIABILITY_STYLES, reliability_diagram, risk_coverage_curves
 
 __all__ = ["score_histograms", "roc_curves", "image_grid", "class_balance", "heatmap", "training_curves",
-           "accuracy_vs_eps", "pgd_settings", "rates_vs_eps", "rate_vs_steps"]
-from .entropy import auroc_bars, auroc_vs_eps, entropy_histograms  # notebook 05
-
-__all__ += ["entropy_histograms", "auroc_vs_eps", "auroc_bars"]
-__all__ += ["attack_accuracy_bars", "training_cost", "overfitting_checks"]
+           "accuracy_vs_eps", "pgd_settings", "rates_vs_eps", "rate_vs_steps",
+           "attack_accuracy_bars", "training_cost", "overfitting_checks",  # notebook 04
+           "entropy_histograms", "auroc_vs_eps", "auroc_bars",  # notebook 05
+           "risk_coverage_curves", "reliability_diagram", "RELIABILITY_STYLES"]  # notebook 06
