@@ -12,6 +12,8 @@ and what ``make seeds`` runs under seeds 0-4.
 """
 from __future__ import annotations
 
+import builtins
+
 import pytest
 import torch
 
@@ -86,3 +88,16 @@ def single_thread():
 def claims(request):
     """:class:`labutils.course.claims.Claims` for this test: numbers about trained models, checked and logged."""
     return Claims(request.node.nodeid, verbose=False)
+
+
+@pytest.fixture
+def no_ipywidgets(monkeypatch):
+    """Make ``import ipywidgets`` fail, as on an install without it."""
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name == "ipywidgets" or name.startswith("ipywidgets."):
+            raise ImportError("No module named 'ipywidgets'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)

@@ -8,7 +8,6 @@ import matplotlib
 
 matplotlib.use("Agg")  # tests only: the library itself never picks a backend
 
-import builtins  # noqa: E402
 
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
@@ -284,15 +283,7 @@ def test_explorer_restores_model_mode(small_model, one):
         small_model.eval()
 
 
-def test_missing_ipywidgets_gives_clear_error(small_model, one, monkeypatch):
-    real_import = builtins.__import__
-
-    def fake_import(name, *args, **kwargs):
-        if name == "ipywidgets" or name.startswith("ipywidgets."):
-            raise ImportError("No module named 'ipywidgets'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", fake_import)
+def test_missing_ipywidgets_gives_clear_error(small_model, one, no_ipywidgets):
     image, label = one
     with pytest.raises(ImportError, match="pip install"):
         widgets.epsilon_explorer(small_model, image, label, NAMES)

@@ -8,7 +8,6 @@ import matplotlib
 
 matplotlib.use("Agg")  # tests only: the library itself never picks a backend
 
-import builtins  # noqa: E402
 import copy  # noqa: E402
 
 import matplotlib.pyplot as plt  # noqa: E402
@@ -134,7 +133,7 @@ def test_explorer_structure_and_redraw(pair, one):
     assert plt.get_fignums() == []
 
 
-def test_explorer_shows_errors_and_needs_ipywidgets(pair, one, monkeypatch):
+def test_explorer_shows_errors_and_needs_ipywidgets(pair, one, monkeypatch, request):
     image, label = one
     box = widgets.comparison_explorer(pair, image, label, NAMES, pgd_steps=2)
 
@@ -145,14 +144,7 @@ def test_explorer_shows_errors_and_needs_ipywidgets(pair, one, monkeypatch):
     box.eps_slider.value = 3.0
     assert box.error == "RuntimeError: boom" and box.info is None
     monkeypatch.undo()
-    real_import = builtins.__import__
-
-    def fake_import(name, *args, **kwargs):
-        if name == "ipywidgets" or name.startswith("ipywidgets."):
-            raise ImportError("No module named 'ipywidgets'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", fake_import)
+    request.getfixturevalue("no_ipywidgets")
     with pytest.raises(ImportError, match="pip install"):
         widgets.comparison_explorer(pair, image, label, NAMES)
     with pytest.raises(ValueError, match="eps="):

@@ -8,7 +8,6 @@ import matplotlib
 
 matplotlib.use("Agg")  # tests only: the library itself never picks a backend
 
-import builtins  # noqa: E402
 import math  # noqa: E402
 
 import matplotlib.pyplot as plt  # noqa: E402
@@ -142,15 +141,7 @@ def test_explorer_default_threshold_and_errors_in_the_output(data, monkeypatch):
         widgets.coverage_explorer(scores, correct, images[:3])
 
 
-def test_missing_ipywidgets_gives_clear_error(data, monkeypatch):
-    real_import = builtins.__import__
-
-    def fake_import(name, *args, **kwargs):
-        if name == "ipywidgets" or name.startswith("ipywidgets."):
-            raise ImportError("No module named 'ipywidgets'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", fake_import)
+def test_missing_ipywidgets_gives_clear_error(data, no_ipywidgets):
     scores, correct, images, _ = data
     with pytest.raises(ImportError, match="pip install"):
         widgets.coverage_explorer(scores, correct, images)

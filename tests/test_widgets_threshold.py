@@ -8,7 +8,6 @@ import matplotlib
 
 matplotlib.use("Agg")  # tests only: the library itself never picks a backend
 
-import builtins  # noqa: E402
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
@@ -122,15 +121,7 @@ def test_explorer_default_threshold_and_errors_in_the_output(data, monkeypatch):
     assert box.output.outputs[0]["name"] == "stderr"
 
 
-def test_missing_ipywidgets_gives_clear_error(data, monkeypatch):
-    real_import = builtins.__import__
-
-    def fake_import(name, *args, **kwargs):
-        if name == "ipywidgets" or name.startswith("ipywidgets."):
-            raise ImportError("No module named 'ipywidgets'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", fake_import)
+def test_missing_ipywidgets_gives_clear_error(data, no_ipywidgets):
     clean, adv, images_adv, _ = data
     with pytest.raises(ImportError, match="pip install"):
         widgets.threshold_explorer(clean, adv, images_adv)

@@ -27,7 +27,7 @@ from ...selective import selective_risk, threshold_for_coverage
 from ...selective.curves import _scores_and_correct
 from ..plots import image_grid
 from ..plots._common import _to_numpy
-from .epsilon import show_in
+from .epsilon import score_slider_explorer
 
 __all__ = ["coverage_counts", "coverage_figure", "coverage_explorer"]
 
@@ -196,39 +196,18 @@ def coverage_explorer(scores, correct, images, *, threshold: float | None = None
     Raises:
         ImportError: ipywidgets is not installed.
     """
-    try:
-        import ipywidgets as widgets
-    except ImportError as exc:
-        raise ImportError(_IPYWIDGETS_MISSING) from exc
-
     s, _ = _scores_and_correct(scores, correct)  # validate once
     _images(images, s.size)
     finite = s[np.isfinite(s)]
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (-1.0, 1.0)
-    if hi <= lo:
-        lo, hi = lo - 0.5, hi + 0.5
     start = threshold_for_coverage(s, 0.9) if threshold is None else float(threshold)
     if math.isnan(start):
         raise ValueError("threshold is NaN.")
-    start = min(max(start, lo), hi)
-    slider = widgets.FloatSlider(value=start, min=lo, max=hi, step=(hi - lo) / max(1, int(steps)),
-                                 description=f"threshold{f' ({unit})' if unit else ''}", readout_format=".4g",
-                                 continuous_update=False, style={"description_width": "initial"},
-                                 layout=widgets.Layout(width="480px"))
-    output = widgets.Output(layout=widgets.Layout(min_height="420px"))
-    box = widgets.VBox([slider, output])
-    box.slider, box.output = slider, output
-    box.info, box.error, box.n_draws = None, None, 0
 
-    def redraw(change=None):
-        def draw():
-            fig, info = coverage_figure(scores, correct, images, slider.value, labels, class_names,
-                                        predictions=predictions, score_name=score_name, unit=unit, n_show=n_show)
-            return fig, info, _summary(info, score_name)
+    def draw_at(value):
+        fig, info = coverage_figure(scores, correct, images, value, labels, class_names, predictions=predictions,
+                                    score_name=score_name, unit=unit, n_show=n_show)
+        return fig, info, _summary(info, score_name)
 
-        show_in(box, output, draw)
-
-    box.redraw = redraw
-    slider.observe(redraw, names="value")
-    redraw()
-    return box
+    return score_slider_explorer(lo, hi, start, steps, f"threshold{f' ({unit})' if unit else ''}", draw_at,
+                                 _IPYWIDGETS_MISSING)

@@ -278,6 +278,40 @@ def show_in(box, output, draw) -> None:
     box.n_draws += 1
 
 
+def score_slider_explorer(lo: float, hi: float, start: float, steps: int, description: str, draw_at,
+                          missing: str = "this explorer needs ipywidgets: pip install 'ipywidgets>=8'"):
+    """A ``FloatSlider`` over a score threshold above an ``Output``, redrawn by ``draw_at(value) -> (fig, info, text)``.
+
+    The slider spans ``[lo, hi]`` (widened by 0.5 each way when empty) in ``steps`` positions and starts
+    at ``start`` clipped to that range; ``continuous_update=False``.  Returns the ``ipywidgets.VBox``
+    with ``slider``, ``output``, ``info``, ``error``, ``n_draws`` and ``redraw()`` (see :func:`show_in`),
+    already drawn once.  Raises ImportError with the message ``missing`` when ipywidgets is missing.
+    """
+    try:
+        import ipywidgets as widgets
+    except ImportError as exc:
+        raise ImportError(missing) from exc
+
+    if hi <= lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    slider = widgets.FloatSlider(value=min(max(float(start), lo), hi), min=lo, max=hi,
+                                 step=(hi - lo) / max(1, int(steps)), description=description, readout_format=".4g",
+                                 continuous_update=False, style={"description_width": "initial"},
+                                 layout=widgets.Layout(width="480px"))
+    output = widgets.Output(layout=widgets.Layout(min_height="420px"))
+    box = widgets.VBox([slider, output])
+    box.slider, box.output = slider, output
+    box.info, box.error, box.n_draws = None, None, 0
+
+    def redraw(change=None):
+        show_in(box, output, lambda: draw_at(slider.value))
+
+    box.redraw = redraw
+    slider.observe(redraw, names="value")
+    redraw()
+    return box
+
+
 # --------------------------------------------------------------------------- the widget
 def epsilon_explorer(model: nn.Module, image: torch.Tensor, label, class_names: Sequence[str], *,
                      eps_max: float = 32 / 255, eps: float = 4 / 255, eps_step: float = 0.5 / 255,

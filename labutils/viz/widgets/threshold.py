@@ -21,7 +21,7 @@ import numpy as np
 from ...uncertainty.thresholds import DIRECTIONS
 from ..plots import image_grid
 from ..plots._common import _to_numpy, overlaid_histograms
-from .epsilon import show_in
+from .epsilon import score_slider_explorer
 
 __all__ = ["threshold_counts", "threshold_figure", "threshold_explorer"]
 
@@ -169,34 +169,14 @@ def threshold_explorer(scores_clean, scores_adv, images_adv, *, threshold: float
     Raises:
         ImportError: ipywidgets is not installed.
     """
-    try:
-        import ipywidgets as widgets
-    except ImportError as exc:
-        raise ImportError(_IPYWIDGETS_MISSING) from exc
-
     threshold_counts(scores_clean, scores_adv, 0.0, direction=direction)  # validate once
     both = np.concatenate([_scores(scores_clean, "scores_clean"), _scores(scores_adv, "scores_adv")])
     lo, hi = float(both.min()), float(both.max())
-    if hi <= lo:
-        lo, hi = lo - 0.5, hi + 0.5
-    start = float(np.median(both)) if threshold is None else min(max(float(threshold), lo), hi)
-    slider = widgets.FloatSlider(value=start, min=lo, max=hi, step=(hi - lo) / max(1, int(steps)),
-                                 description=f"threshold ({unit})", readout_format=".4g", continuous_update=False,
-                                 style={"description_width": "initial"}, layout=widgets.Layout(width="480px"))
-    output = widgets.Output(layout=widgets.Layout(min_height="420px"))
-    box = widgets.VBox([slider, output])
-    box.slider, box.output = slider, output
-    box.info, box.error, box.n_draws = None, None, 0
+    start = float(np.median(both)) if threshold is None else float(threshold)
 
-    def redraw(change=None):
-        def draw():
-            fig, info = threshold_figure(scores_clean, scores_adv, images_adv, slider.value, direction=direction,
-                                         images_clean=images_clean, score_name=score_name, unit=unit, n_show=n_show)
-            return fig, info, _summary(info, score_name)
+    def draw_at(value):
+        fig, info = threshold_figure(scores_clean, scores_adv, images_adv, value, direction=direction,
+                                     images_clean=images_clean, score_name=score_name, unit=unit, n_show=n_show)
+        return fig, info, _summary(info, score_name)
 
-        show_in(box, output, draw)
-
-    box.redraw = redraw
-    slider.observe(redraw, names="value")
-    redraw()
-    return box
+    return score_slider_explorer(lo, hi, start, steps, f"threshold ({unit})", draw_at, _IPYWIDGETS_MISSING)
