@@ -13,6 +13,7 @@ and what ``make seeds`` runs under seeds 0-4.
 from __future__ import annotations
 
 import builtins
+import sys
 
 import pytest
 import torch
@@ -101,3 +102,11 @@ def no_ipywidgets(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", fake_import)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Close every matplotlib figure a test left open (only where the test imported pyplot)."""
+    yield
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")

@@ -16,12 +16,6 @@ from labutils import uncertainty  # noqa: E402
 from labutils.viz import plots  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
-
 def _labelled(ax):
     return bool(ax.get_xlabel().strip()) and bool(ax.get_ylabel().strip())
 

@@ -13,12 +13,6 @@ from matplotlib.figure import Figure  # noqa: E402
 from labutils.viz import plots  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
-
 def _history(n, acc0=0.3):
     return [{"epoch": e + 1, "seconds": 10.0 * (e + 1), "loss": 2.0 / (e + 1), "train_acc": acc0 + 0.1 * e, "lr": 0.1}
             for e in range(n)]

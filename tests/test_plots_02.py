@@ -17,12 +17,6 @@ from labutils.viz import plots  # noqa: E402
 EPS = (0.0, 2 / 255, 8 / 255)
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
-
 def test_rates_vs_eps_one_colour_per_attack_solid_and_dashed():
     hit = {"FGSM": [0.0, 0.2, 0.1], "iterative": torch.tensor([0.0, 0.4, 0.7])}
     wrong = {"FGSM": [0.0, 0.5, 0.8], "iterative": np.array([0.0, 0.6, 0.9])}

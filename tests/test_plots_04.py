@@ -5,7 +5,6 @@ import matplotlib
 
 matplotlib.use("Agg")  # tests only: the library itself never picks a backend
 
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
@@ -13,12 +12,6 @@ from matplotlib.figure import Figure  # noqa: E402
 from labutils.viz import plots  # noqa: E402
 
 METHODS = ["standard", "fgsm", "fast_fgsm", "free"]
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
 
 
 def _history(pgd, fgsm):

@@ -22,12 +22,6 @@ from labutils.uncertainty import (apply_temperature, confidence_and_correct, exp
 from labutils.viz import plots  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
-
 def _scored(n, skill, seed, ties=False):
     """Scores that rank right predictions higher by ``skill``; ``ties`` rounds them so groups share a score."""
     rng = np.random.default_rng(seed)

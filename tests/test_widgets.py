@@ -20,12 +20,6 @@ NAMES = data.class_names("cifar10")
 EPS = 8 / 255
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

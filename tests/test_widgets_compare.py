@@ -23,12 +23,6 @@ EPS = 8 / 255
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
-
 @pytest.fixture
 def one(batch):
     x, y = batch

@@ -21,12 +21,6 @@ from labutils.viz import widgets  # noqa: E402
 NAMES = ["plane", "car", "bird"]
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
-
 @pytest.fixture
 def data():
     g = torch.Generator().manual_seed(0)

@@ -18,12 +18,6 @@ from labutils.uncertainty import choose_threshold, evaluate_threshold  # noqa: E
 from labutils.viz import widgets  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
-
 @pytest.fixture
 def data():
     g = torch.Generator().manual_seed(0)

@@ -24,8 +24,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from ..uncertainty.calibration import _as_correct
-from ..uncertainty.metrics import _as_scores
+from ..uncertainty.metrics import _as_correct, _as_scores
 from ..uncertainty.scores import SCORES, as_logits
 
 __all__ = ["risk_coverage_curve", "aurc", "optimal_aurc", "excess_aurc", "threshold_for_coverage",

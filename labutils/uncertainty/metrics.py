@@ -46,6 +46,25 @@ def _as_scores(x, name: str) -> np.ndarray:
     return arr
 
 
+def _as_correct(correct, n: int | None = None) -> np.ndarray:
+    """``correct`` as a 1-D bool NumPy array (bool, or numbers that are all 0 / 1); ``n``: the length it must have."""
+    if isinstance(correct, torch.Tensor):
+        correct = correct.detach().cpu().numpy()
+    arr = np.asarray(correct)
+    if arr.ndim != 1:
+        raise ValueError(f"correct must be 1-D (one True / False per sample), got shape {arr.shape}.")
+    if arr.dtype != bool:
+        if arr.dtype.kind not in "iuf" or not np.isin(arr, (0, 1)).all():
+            raise ValueError("correct must hold booleans (True = the prediction was right), or only 0 and 1; "
+                             f"got dtype {arr.dtype} with other values.")
+        arr = arr.astype(bool)
+    if n is not None and arr.shape[0] != n:
+        raise ValueError(f"scores and correct must have the same length (one per sample), got {n} and {arr.shape[0]}.")
+    if arr.size == 0:
+        raise ValueError("correct is empty: at least one sample is needed.")
+    return arr
+
+
 def _check_pair(scores_id, scores_ood) -> tuple[np.ndarray, np.ndarray]:
     return _as_scores(scores_id, "scores_id"), _as_scores(scores_ood, "scores_ood")
 
