@@ -8,6 +8,8 @@
   every submodule's own ``training`` flag and every parameter's ``requires_grad`` flag back as
   they were (a deliberately frozen BatchNorm stays frozen; ``model.train(flag)`` would not keep it).
 * :func:`seed_everything` seeds Python's, NumPy's and PyTorch's global generators (CPU and CUDA).
+* :func:`channels_last`, :func:`model_to_channels_last`: the channels-last layout of a batch's
+  or a model's rank (``channels_last`` for images, ``channels_last_3d`` for volumes).
 * :data:`MALLOC_ENV`: glibc malloc settings that make CPU training and attacks faster.
 """
 from __future__ import annotations
@@ -26,7 +28,28 @@ from torch import nn
 from . import settings
 
 __all__ = ["default_device", "model_device", "model_dtype_device", "autocast_dtype", "autocast", "cpu_supports_bf16",
-           "seed_everything", "frozen_eval", "preserved_modes", "MALLOC_ENV", "malloc_tuned"]
+           "seed_everything", "frozen_eval", "preserved_modes", "channels_last", "model_to_channels_last", "MALLOC_ENV",
+           "malloc_tuned"]
+
+# Channels-last layout by tensor rank: images (N, C, H, W) and volumes (N, C, D, H, W).
+_CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
+
+
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in the channels-last layout of its rank (what oneDNN and cuDNN prefer): ``channels_last`` for
+    images ``(N, C, H, W)``, ``channels_last_3d`` for volumes ``(N, C, D, H, W)``; other ranks unchanged."""
+    fmt = _CHANNELS_LAST.get(x.ndim)
+    return x if fmt is None else x.contiguous(memory_format=fmt)
+
+
+def model_to_channels_last(model: nn.Module) -> nn.Module:
+    """Store ``model``'s convolution weights channels-last (in place; returns the model).
+
+    2D weights (4-D tensors) get ``channels_last``, 3D ones (5-D) ``channels_last_3d``; a model with
+    both kinds, or with neither, is left as it is (``Module.to`` takes one format for all).
+    """
+    ranks = {p.ndim for p in model.parameters()} & set(_CHANNELS_LAST)
+    return model.to(memory_format=_CHANNELS_LAST[ranks.pop()]) if len(ranks) == 1 else model
 
 
 def default_device() -> torch.device:

@@ -56,6 +56,17 @@ def small_model(cifar_small):
 
 
 @pytest.fixture
+def tiny_train_set(tmp_path, monkeypatch, cifar_small):
+    """A data directory whose CIFAR-10 training split is 128 images (written as the tensor cache)."""
+    (x, y), _ = cifar_small
+    monkeypatch.setenv("LAB_DATA_DIR", str(tmp_path))
+    (tmp_path / "cache").mkdir()
+    torch.save({"images": x[:128].clone(), "labels": y[:128].clone()},
+               tmp_path / "cache" / f"cifar10-train-v{data.CACHE_VERSION}.pt")
+    return tmp_path
+
+
+@pytest.fixture
 def batch(cifar_small):
     """16 test images as float32 in [0, 1] and their labels."""
     _, (x, y) = cifar_small

@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from labutils import data, runtime, settings, training
+from labutils import runtime, settings, training
 from labutils.course import claims, profiles, report, runner, seeds, timing
 
 
@@ -51,25 +51,13 @@ def test_profile_seed_offsets_every_training_config(monkeypatch):
     shifted = profiles.profile("smoke")
     assert shifted.seed == 4 and profiles.profile("smoke", seed=2).seed == 2  # the argument wins
     configs = [k for k, v in base.items() if isinstance(v, training.TrainConfig)]
-    assert len(configs) == 3
+    assert len(configs) == 6  # notebooks 00-03 (3) and 06 (MobileNetV2, the hybrid head, the 3D path)
     for k in configs:
         assert shifted[k].seed == base[k].seed + 4
         assert dataclasses.replace(shifted[k], seed=base[k].seed) == base[k]  # nothing else changes
     assert profiles.PROFILES["smoke"].fast_config.seed == base.fast_config.seed  # the table itself is untouched
     with pytest.raises(ValueError, match="non-negative integer"):
         profiles.profile("smoke", seed=-1)
-
-
-@pytest.fixture
-def tiny_train_set(tmp_path, monkeypatch, cifar_small):
-    """A data directory whose CIFAR-10 training split is 128 images (written as the tensor cache)."""
-
-    (x, y), _ = cifar_small
-    monkeypatch.setenv("LAB_DATA_DIR", str(tmp_path))
-    (tmp_path / "cache").mkdir()
-    torch.save({"images": x[:128].clone(), "labels": y[:128].clone()},
-               tmp_path / "cache" / f"cifar10-train-v{data.CACHE_VERSION}.pt")
-    return tmp_path
 
 
 def test_cache_key_holds_the_precision_used_and_the_seed(tiny_train_set, monkeypatch):

@@ -26,6 +26,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # metric key -> (reported value, unit, source).  Keys are "<notebook stem>/<metric name>".  Sources: a reference
 # implementation of these labs (its write-up is not public) and the paper behind each method.
 _REF_LAB = "a reference implementation of this lab reported"
+_HYBRID = (f"{_REF_LAB}: hybrid CNN, frozen ImageNet-pretrained MobileNetV2 backbone (Sandler et al., 2018) at 96x96 "
+           "inputs, SE (Hu et al., 2018) and grouped-convolution head")
 REFERENCES: dict[str, tuple[float, str, str]] = {
     "00_setup_and_baselines/simple_cnn_test_acc": (0.737, "fraction", f"{_REF_LAB}: simple CNN baseline, clean accuracy"),
     "00_setup_and_baselines/fastnet_test_acc": (
@@ -53,6 +55,17 @@ REFERENCES: dict[str, tuple[float, str, str]] = {
     "04_adversarial_training/fgsm_msp_auroc_noise": (
         0.26, "AUROC", f"{_REF_LAB}: model trained 50 epochs with FGSM-augmented batches, max softmax, CIFAR-10 vs "
                        "FakeData"),
+    "06_hybrid_cnn_and_selective_classification/simple_cnn_test_acc": (
+        0.737, "fraction", f"{_REF_LAB}: simple CNN baseline, clean accuracy"),
+    "06_hybrid_cnn_and_selective_classification/simple_cnn_selective_acc_97": (
+        0.736, "fraction", f"{_REF_LAB}: simple CNN, selective accuracy at 97 % coverage (Geifman & El-Yaniv, 2017)"),
+    "06_hybrid_cnn_and_selective_classification/hybrid_test_acc": (
+        0.855, "fraction", f"{_HYBRID}, clean accuracy (ours: the backbone is our MobileNetV2 trained from scratch on "
+                           "CIFAR-10 at 32x32)"),
+    "06_hybrid_cnn_and_selective_classification/hybrid_fgsm_acc": (0.10, "fraction", f"{_HYBRID}, FGSM accuracy"),
+    "06_hybrid_cnn_and_selective_classification/hybrid_pgd_acc": (0.10, "fraction", f"{_HYBRID}, PGD accuracy"),
+    "06_hybrid_cnn_and_selective_classification/hybrid_selective_acc_98_7": (
+        0.854, "fraction", f"{_HYBRID}, selective accuracy at 98.7 % coverage"),
 }
 
 

@@ -6,6 +6,8 @@ from typing import Iterator
 
 import torch
 
+from ..runtime import channels_last
+
 __all__ = ["Batches", "random_crop_flip", "subset"]
 
 
@@ -15,11 +17,13 @@ class Batches:
 
     Augmentation runs on whole batches of tensors on ``device``: random crop
     with zero padding of ``pad`` pixels and random horizontal flip.  Each
-    iteration over the object is one epoch with a new shuffle.
+    iteration over the object is one epoch with a new shuffle.  Volumes
+    ``(N, C, D, H, W)`` are batched too, without augmentation (crop and flip are
+    defined for images).
 
     Yields:
-        ``x``: float32 ``(B, C, H, W)`` in ``[0, 1]`` on ``device`` (channels_last
-        when ``channels_last``); ``y``: int64 ``(B,)`` on ``device``.
+        ``x``: float32 ``(B, C, H, W)`` (or ``(B, C, D, H, W)``) in ``[0, 1]`` on ``device``
+        (channels-last when ``channels_last``); ``y``: int64 ``(B,)`` on ``device``.
     """
 
     images: torch.Tensor
@@ -34,9 +38,12 @@ class Batches:
     seed: int | None = None
 
     def __post_init__(self):
-        if self.images.dtype != torch.uint8 or self.images.ndim != 4:
-            raise TypeError(f"Batches expects uint8 images (N, C, H, W), got {self.images.dtype} "
-                            f"{tuple(self.images.shape)}.")
+        if self.images.dtype != torch.uint8 or self.images.ndim not in (4, 5):
+            raise TypeError(f"Batches expects uint8 images (N, C, H, W) or volumes (N, C, D, H, W), got "
+                            f"{self.images.dtype} {tuple(self.images.shape)}.")
+        if self.augment and self.images.ndim == 5:
+            raise ValueError("Batches: augmentation (random crop and flip) is defined for images (N, C, H, W); "
+                             "train on volumes with augment=False.")
         if self.labels.shape != (self.images.shape[0],):
             raise ValueError(f"{self.images.shape[0]} images but labels of shape {tuple(self.labels.shape)}.")
         if self.batch_size < 1:
@@ -72,7 +79,7 @@ class Batches:
                 x = random_crop_flip(x, self.pad, self._gen)
             x = x.float().mul_(1 / 255)
             if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+                x = channels_last(x)
             yield x, y
 
 

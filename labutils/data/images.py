@@ -17,15 +17,22 @@ def to_float(images: torch.Tensor, device: torch.device | str | None = None) -> 
     return images.to(device).float().div_(255)
 
 
-def check_images(x: torch.Tensor, *, name: str = "images", atol: float = 1e-6) -> None:
-    """Raise a clear error unless ``x`` is a float batch ``(N, C, H, W)`` with values in ``[0, 1]``."""
+def _shape_text(volumes: bool) -> str:
+    return "(N, C, H, W) (or volumes (N, C, D, H, W))" if volumes else "(N, C, H, W)"
+
+
+def check_images(x: torch.Tensor, *, name: str = "images", atol: float = 1e-6, volumes: bool = False) -> None:
+    """Raise a clear error unless ``x`` is a float batch ``(N, C, H, W)`` with values in ``[0, 1]``.
+
+    ``volumes=True`` also accepts volumes ``(N, C, D, H, W)`` (the 3D hybrid's input).
+    """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}.")
     if not x.is_floating_point():
         raise TypeError(f"{name} must be floating point in [0, 1], got {x.dtype}; "
                         "convert uint8 images with labutils.data.to_float.")
-    if x.ndim != 4:
-        raise ValueError(f"{name} must have shape (N, C, H, W), got {tuple(x.shape)}; "
+    if x.ndim != 4 and not (volumes and x.ndim == 5):
+        raise ValueError(f"{name} must have shape {_shape_text(volumes)}, got {tuple(x.shape)}; "
                          "add a batch dimension with x.unsqueeze(0) for a single image.")
     if x.numel():
         lo, hi = float(x.min()), float(x.max())
@@ -50,15 +57,16 @@ def match_format(images: torch.Tensor, channels: int = 3, size: int = 32) -> tor
 
 
 def as_float_images(images: torch.Tensor, device: torch.device | str | None = None, *,
-                    name: str = "images") -> torch.Tensor:
+                    name: str = "images", volumes: bool = False) -> torch.Tensor:
     """Float images in ``[0, 1]`` on ``device`` from uint8 (converted) or float (checked) images ``(N, C, H, W)``.
 
     uint8 becomes float32 (:func:`to_float`); float images keep their dtype after
-    :func:`check_images`.  ``device`` None keeps the images where they are.
+    :func:`check_images`.  ``device`` None keeps the images where they are.  ``volumes=True``
+    also accepts volumes ``(N, C, D, H, W)``.
     """
     if isinstance(images, torch.Tensor) and images.dtype == torch.uint8:
-        if images.ndim != 4:
-            raise ValueError(f"{name} must have shape (N, C, H, W), got {tuple(images.shape)}.")
+        if images.ndim != 4 and not (volumes and images.ndim == 5):
+            raise ValueError(f"{name} must have shape {_shape_text(volumes)}, got {tuple(images.shape)}.")
         return to_float(images, device)
-    check_images(images, name=name)
+    check_images(images, name=name, volumes=volumes)
     return images if device is None else images.to(device)

@@ -59,6 +59,8 @@ class HybridCNN(nn.Module):
             stays in eval mode (BatchNorm running statistics frozen) even after ``model.train()``.
         input_size: 2D only; 32 runs CIFAR-10 images natively (backbone total stride 8, 4x4 final
             maps), another size resizes them bilinearly inside the model (96: stock strides, 3x3 maps).
+        width_mult: 2D only; MobileNetV2's width multiplier (every backbone layer's channels times it;
+            compute and parameters fall roughly with its square).  ImageNet weights need 1.0.
         mode: ``"2d"`` for images ``(N, 3, H, W)``, ``"3d"`` for volumes ``(N, 1, D, H, W)``.
         adapter_channels: output channels of the 1x1 adapter conv (2D).
         block_channels: filters of the grouped/depthwise block (2D).
@@ -75,21 +77,22 @@ class HybridCNN(nn.Module):
     def __init__(self, num_classes: int = 10, block: str = "grouped", pretrained: bool = False,
                  freeze_backbone: bool = False, input_size: int = 32, mode: str = "2d", adapter_channels: int = 256,
                  block_channels: int = 128, groups: int = 4, se_reduction: int = 16, dropout: float = 0.2,
-                 volume_widths=(16, 32, 64), volume_mean: float = 0.5, volume_std: float = 0.5):
+                 volume_widths=(16, 32, 64), volume_mean: float = 0.5, volume_std: float = 0.5,
+                 width_mult: float = 1.0):
         super().__init__()
         if block not in _BLOCKS:
             raise ValueError(f"block must be one of {_BLOCKS}, got {block!r}.")
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, got {mode!r}.")
-        if mode == "3d" and (pretrained or freeze_backbone):
-            raise ValueError("pretrained and freeze_backbone apply to the 2D MobileNetV2 backbone only; "
-                             "the 3D path is trained from scratch.")
+        if mode == "3d" and (pretrained or freeze_backbone or width_mult != 1.0):
+            raise ValueError("pretrained, freeze_backbone and width_mult apply to the 2D MobileNetV2 backbone only; "
+                             "the 3D path is trained from scratch (its widths are volume_widths).")
         self.mode, self.block_kind, self.freeze_backbone = mode, block, bool(freeze_backbone)
         if mode == "2d":
             mean, std = (IMAGENET_MEAN, IMAGENET_STD) if pretrained else (CIFAR10_MEAN, CIFAR10_STD)
             self.normalize = Normalize(mean, std)
             self.stem = input_resize(input_size)
-            self.backbone, channels = mobilenet_v2_features(pretrained, input_size)
+            self.backbone, channels = mobilenet_v2_features(pretrained, input_size, width_mult)
             self.blocks = nn.Sequential(
                 conv_layer(2, channels, adapter_channels, 1, bias=False), batch_norm(2, adapter_channels),
                 nn.ReLU(inplace=True),
@@ -116,6 +119,37 @@ class HybridCNN(nn.Module):
         if self.freeze_backbone:
             self.backbone.requires_grad_(False)
         self.train(self.training)
+
+    def load_backbone(self, source: nn.Module) -> HybridCNN:
+        """Copy a trained :class:`~labutils.models.MobileNetV2`'s feature extractor into this backbone (2D only).
+
+        The published hybrid took its backbone from ImageNet; this takes it from any MobileNetV2 of
+        the same ``width_mult``, e.g. one trained on CIFAR-10 (notebook 06's phase 1).  Both must
+        normalise their inputs the same way (both ``pretrained=False``: CIFAR-10's mean and std).
+        Strides are not weights: a backbone trained at one ``input_size`` loads into another.
+        Frozen flags stay as they are.  Returns ``self``.
+
+        Raises:
+            ValueError: the 3D mode, a source without ``features`` / ``normalize``, other
+                normalisation statistics, or other layer shapes (another ``width_mult``).
+        """
+        if self.mode != "2d":
+            raise ValueError("load_backbone applies to the 2D mode's MobileNetV2 backbone; the 3D path has none.")
+        features, norm = getattr(source, "features", None), getattr(source, "normalize", None)
+        if not isinstance(features, nn.Module) or not isinstance(norm, Normalize):
+            raise ValueError(f"source must be a labutils MobileNetV2 (with .features and .normalize), got "
+                             f"{type(source).__name__}.")
+        if not (torch.equal(norm.mean.cpu(), self.normalize.mean.cpu())
+                and torch.equal(norm.std.cpu(), self.normalize.std.cpu())):
+            raise ValueError("source normalises its inputs with other statistics than this HybridCNN "
+                             "(pretrained=True uses ImageNet's mean and std, False CIFAR-10's): build both alike.")
+        mine, theirs = self.backbone.state_dict(), features.state_dict()
+        wrong = [k for k in mine if k not in theirs or theirs[k].shape != mine[k].shape]
+        if wrong or len(mine) != len(theirs):
+            raise ValueError(f"source's features do not match this backbone (another width_mult?): "
+                             f"{len(wrong)} of {len(mine)} tensors differ, first {wrong[:1]}.")
+        self.backbone.load_state_dict(theirs)
+        return self
 
     def train(self, mode: bool = True) -> HybridCNN:
         """Set train/eval mode; a frozen backbone stays in eval mode (its BatchNorm statistics do not move)."""

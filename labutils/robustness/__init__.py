@@ -8,9 +8,10 @@
 
 Later: certified robustness by randomized smoothing, and robustness as time to failure.
 """
-from .curves import accuracy_curve, adversarial_accuracy, correct_mask, correct_vs_eps, pgd_accuracy_grid, predictions
+from .curves import (accuracy_curve, adversarial_accuracy, adversarial_examples, correct_mask, correct_vs_eps,
+                     pgd_accuracy_grid, predictions)
 from .masking import gradient_masking_checks
 from .targeted import correct_per_class, targeted_success_matrix
 
-__all__ = ["accuracy_curve", "adversarial_accuracy", "correct_vs_eps", "pgd_accuracy_grid", "correct_mask",
+__all__ = ["accuracy_curve", "adversarial_accuracy", "adversarial_examples", "correct_vs_eps", "pgd_accuracy_grid", "correct_mask",
            "predictions", "correct_per_class", "targeted_success_matrix", "gradient_masking_checks"]

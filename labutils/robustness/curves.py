@@ -17,7 +17,7 @@ from ..attacks.gradient import fgsm, pgd, pgd_by_restarts
 from ..data import as_float_images
 from ..runtime import frozen_eval, model_dtype_device
 
-__all__ = ["correct_vs_eps", "accuracy_curve", "adversarial_accuracy", "pgd_accuracy_grid", "correct_mask", "predictions",
+__all__ = ["correct_vs_eps", "accuracy_curve", "adversarial_accuracy", "adversarial_examples", "pgd_accuracy_grid", "correct_mask", "predictions",
            "resolve_attack", "with_attack_defaults"]
 
 _ATTACKS: dict[str, Callable] = {"fgsm": fgsm, "pgd": pgd}
@@ -97,6 +97,45 @@ def adversarial_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, att
     """
     correct = _correct_under_attack(model, x, y, resolve_attack(attack), batch_size, **attack_kwargs)
     return float(correct.double().mean()) if len(correct) else float("nan")
+
+
+def adversarial_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack="fgsm", *, batch_size: int = 256,
+                         progress: bool = True, **attack_kwargs) -> torch.Tensor:
+    """Adversarial versions of ``x``, attacked batch by batch: float ``(N, C, H, W)`` in ``[0, 1]`` on the CPU.
+
+    Args:
+        x: images ``(N, C, H, W)``, float in ``[0, 1]`` or uint8 (converted per batch); not modified.
+        y: int labels ``(N,)`` (with ``targeted=True``: the target classes).
+        attack: ``"fgsm"``, ``"pgd"`` (10 steps and ``alpha = 2.5 eps / steps`` unless given) or a
+            callable ``attack(model, x, y, **attack_kwargs) -> x_adv``.
+        batch_size: images attacked at once; progress: a tqdm bar over the images.
+        attack_kwargs: ``eps`` and the attack's other settings (a per-sample ``eps`` / ``alpha``
+            tensor ``(N,)`` is split along with the batches; a ``generator`` makes PGD's random starts
+            repeatable).
+
+    Each batch is moved to the model's device and back; the model's modes are restored by the attack.
+    """
+    from tqdm.auto import tqdm
+
+    fn = resolve_attack(attack)
+    n = x.shape[0]
+    check_labels(y, n)
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1.")
+    if "eps" not in attack_kwargs:
+        raise ValueError("adversarial_examples needs the attack's budget: pass eps=... (e.g. 8/255).")
+    kw = with_attack_defaults(fn, attack_kwargs["eps"], attack_kwargs)
+    _, device = model_dtype_device(model, x)
+    out = []
+    with tqdm(total=n, desc=f"{getattr(fn, '__name__', 'attack')} (images)", disable=not progress, leave=False) as bar:
+        for i in range(0, n, batch_size):
+            sl = slice(i, min(n, i + batch_size))
+            kw_b = {k: (v[sl].to(device) if k in ("eps", "alpha") and isinstance(v, torch.Tensor) and v.ndim == 1
+                        and v.shape[0] == n else v) for k, v in kw.items()}
+            xb = as_float_images(x[sl], name="x").to(device)
+            out.append(fn(model, xb, y[sl].to(device), **kw_b).cpu())
+            bar.update(sl.stop - sl.start)
+    return torch.cat(out) if out else as_float_images(x, name="x").clone()
 
 
 def correct_vs_eps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_values: Sequence[float],

@@ -13,9 +13,9 @@ A sample is accepted when its confidence score is ``>=`` a threshold (higher = m
 Calibration (ECE, temperature scaling) is in :mod:`labutils.uncertainty.calibration`.
 """
 from .curves import (SCORE_KINDS, aurc, confidence_scores, excess_aurc, optimal_aurc, risk_coverage_curve,
-                     selective_accuracy_at_coverage, selective_risk, threshold_for_coverage)
+                     selective_accuracy_at_coverage, selective_risk, selective_summary, threshold_for_coverage)
 from .guarantee import GuaranteedThreshold, guaranteed_risk_threshold, risk_upper_bound
 
 __all__ = ["risk_coverage_curve", "aurc", "optimal_aurc", "excess_aurc", "threshold_for_coverage", "selective_risk",
-           "selective_accuracy_at_coverage", "confidence_scores", "SCORE_KINDS",
+           "selective_accuracy_at_coverage", "selective_summary", "confidence_scores", "SCORE_KINDS",
            "GuaranteedThreshold", "risk_upper_bound", "guaranteed_risk_threshold"]

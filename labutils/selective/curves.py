@@ -28,7 +28,7 @@ from ..uncertainty.metrics import _as_correct, _as_scores
 from ..uncertainty.scores import SCORES, as_logits
 
 __all__ = ["risk_coverage_curve", "aurc", "optimal_aurc", "excess_aurc", "threshold_for_coverage",
-           "selective_risk", "selective_accuracy_at_coverage", "confidence_scores", "SCORE_KINDS"]
+           "selective_risk", "selective_accuracy_at_coverage", "selective_summary", "confidence_scores", "SCORE_KINDS"]
 
 #: Names :func:`confidence_scores` accepts: ``"msp"`` (max softmax probability) and every :data:`~labutils.uncertainty.SCORES` name.
 SCORE_KINDS = ("msp",) + tuple(SCORES)
@@ -182,6 +182,23 @@ def selective_accuracy_at_coverage(scores, correct, coverage: float) -> float:
     s, ok = _scores_and_correct(scores, correct)
     _, risk = selective_risk(s, ok, threshold_for_coverage(s, coverage))
     return 1.0 - risk
+
+
+def selective_summary(scores, correct, coverages=(0.8, 0.9, 0.97)) -> dict:
+    """One model's selective-classification numbers, all fractions in ``[0, 1]`` (papers print AURC x1000).
+
+    Returns ``{"accuracy": overall accuracy, "aurc": ..., "e_aurc": ..., "at_coverage": {c:
+    {"threshold", "coverage", "accuracy"}}}``: for each target coverage ``c`` in ``coverages`` the
+    threshold of :func:`threshold_for_coverage`, the coverage it achieves (``>= c`` with ties) and
+    the selective accuracy there.
+    """
+    s, ok = _scores_and_correct(scores, correct)
+    at = {}
+    for c in coverages:
+        t = threshold_for_coverage(s, c)
+        achieved, risk = selective_risk(s, ok, t)
+        at[float(c)] = {"threshold": t, "coverage": achieved, "accuracy": 1.0 - risk}
+    return {"accuracy": float(ok.mean()), "aurc": aurc(s, ok), "e_aurc": excess_aurc(s, ok), "at_coverage": at}
 
 
 def confidence_scores(logits, kind: str | Callable = "msp") -> torch.Tensor:

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..data import CACHE_VERSION, load
 from ..models import build
-from ..runtime import autocast_dtype, default_device, seed_everything
+from ..runtime import autocast_dtype, default_device, model_to_channels_last, seed_everything
 from .checkpoints import CheckpointCorruptError, checkpoint_dir, jsonable, load_model, partial_path, run_key, save
 from .checkpoints import load as load_checkpoint
 from .loop import fit
@@ -33,6 +33,7 @@ def get_or_train(
     retrain: bool = False,
     progress: bool = True,
     batch_hook=None,
+    init=None,
 ) -> tuple[nn.Module, dict]:
     """Return a trained model, training it on first use and caching the weights.
 
@@ -41,8 +42,11 @@ def get_or_train(
         config: :class:`labutils.training.TrainConfig`; its seed seeds the initial weights too.
         dataset: training set name for :func:`labutils.data.load` (its ``train`` split).
         model_kwargs: keyword arguments of the architecture.
-        tag: distinguishes runs whose ``batch_hook`` differs (e.g. ``"fgsm-at"``);
-            the hook itself cannot be hashed, so a hooked run must name itself.
+        tag: distinguishes runs whose ``batch_hook`` or ``init`` differs (e.g. ``"fgsm-at"``);
+            neither can be hashed, so such a run must name itself.
+        init: ``init(model)`` changes the freshly built model before training, e.g. loads a
+            backbone trained by another run (name that run in ``tag``: its checkpoint's file stem
+            carries its hash).  Not called when the trained model comes from the cache.
         retrain: ignore (and overwrite) a cached checkpoint, and the state of an interrupted run:
             train from scratch.
 
@@ -52,8 +56,8 @@ def get_or_train(
         backward), ``catastrophic_overfitting`` (see :class:`~labutils.training.TrainResult`) and
         ``cached`` (True when nothing was trained).
     """
-    if batch_hook is not None and tag is None:
-        raise ValueError("get_or_train: a run with a batch_hook must have a tag naming it, "
+    if (batch_hook is not None or init is not None) and tag is None:
+        raise ValueError("get_or_train: a run with a batch_hook or an init must have a tag naming it, "
                          "or it would share a cache entry with the plain run.")
     model_kwargs = dict(model_kwargs or {})
     device = torch.device(device) if device is not None else default_device()
@@ -72,13 +76,15 @@ def get_or_train(
             os.replace(path, corrupt)
             warnings.warn(f"{exc} Moved it to {corrupt} and training again.", stacklevel=2)
         else:
-            model = load_model(path, expected_meta=meta).to(device).to(memory_format=torch.channels_last)
+            model = model_to_channels_last(load_model(path, expected_meta=meta).to(device))
             info = {k: ckpt.get(k) for k in ("history", "train_seconds", "precision", "passes",
                                              "catastrophic_overfitting")}
             return model, {**info, "path": path, "cached": True}
 
     seed_everything(config.seed)  # the initial weights are part of the run
     model = build(name, **model_kwargs)
+    if init is not None:
+        init(model)
     result = fit(model, load(dataset, "train"), config, device=device, batch_hook=batch_hook,
                  checkpoint=partial_path(path), checkpoint_meta=meta, progress=progress)
     info = {"history": result.history, "train_seconds": result.train_seconds, "precision": result.precision,

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import as_float_images
-from ..runtime import autocast, autocast_dtype, frozen_eval, model_device
+from ..runtime import autocast, autocast_dtype, channels_last, frozen_eval, model_device
 
 __all__ = ["predict_logits", "evaluate", "TTA_MODES"]
 
@@ -25,7 +25,7 @@ def _tta_logits(model: nn.Module, x: torch.Tensor, tta) -> torch.Tensor:
         h, w = x.shape[-2:]
         padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
         shifted = [padded[..., :h, :w], padded[..., 2:, 2:]]
-        return 0.5 * flip_mean(x) + 0.25 * sum(flip_mean(z.contiguous(memory_format=torch.channels_last))
+        return 0.5 * flip_mean(x) + 0.25 * sum(flip_mean(channels_last(z))
                                                for z in shifted)
     return flip_mean(x) if tta else model(x).float()
 
@@ -33,7 +33,8 @@ def _tta_logits(model: nn.Module, x: torch.Tensor, tta) -> torch.Tensor:
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: torch.Tensor, *, batch_size: int = 1000, tta: bool | str = False,
                    device: torch.device | str | None = None, precision: str = "fp32") -> torch.Tensor:
-    """Logits ``(N, K)`` (float32, on the CPU) of ``model`` for uint8 or [0, 1] float images ``(N, C, H, W)``.
+    """Logits ``(N, K)`` (float32, on the CPU) of ``model`` for uint8 or [0, 1] float images ``(N, C, H, W)``
+    (or volumes ``(N, C, D, H, W)``, without TTA).
 
     The model runs in eval mode; every submodule's mode is restored afterwards (see
     :func:`labutils.runtime.frozen_eval`).  N = 0 gives an empty ``(0, 0)`` tensor.  ``tta``: False (one pass),
@@ -44,12 +45,15 @@ def predict_logits(model: nn.Module, images: torch.Tensor, *, batch_size: int = 
         raise ValueError(f"tta must be one of {TTA_MODES}, got {tta!r}.")
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1.")
+    if tta and images.ndim == 5:
+        raise ValueError("test-time augmentation (flips, shifts) is defined for images (N, C, H, W); "
+                         "predict volumes with tta=False.")
     device = torch.device(device) if device is not None else model_device(model)
     amp = autocast_dtype(device, precision)
     outs = []
     with frozen_eval(model):
         for i in range(0, images.shape[0], batch_size):
-            x = as_float_images(images[i: i + batch_size], device).contiguous(memory_format=torch.channels_last)
+            x = channels_last(as_float_images(images[i: i + batch_size], device, volumes=True))
             with autocast(device, amp):
                 logits = _tta_logits(model, x, tta)
             outs.append(logits.float().cpu())

@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import Batches, subset, to_float
-from ..runtime import autocast_dtype, default_device, preserved_modes, seed_everything
+from ..runtime import (autocast_dtype, channels_last, default_device, model_to_channels_last, preserved_modes,
+                       seed_everything)
 from . import checkpoints
 from .adversarial import ADVERSARIAL_STEPS, detect_catastrophic_overfitting, robust_accuracy_check
 from .config import BatchHook, TrainConfig, TrainResult
@@ -64,6 +65,8 @@ def fit(
 ) -> TrainResult:
     """Train ``model`` in place on ``train = (uint8 images (N, C, H, W), int64 labels (N,))``.
 
+    Volumes ``(N, C, D, H, W)`` train the same way with ``cfg.augment=False`` (e.g. the 3D hybrid).
+
     Seeds the global generators with ``cfg.seed`` (a side effect on the process: dropout draws
     from them); shuffling and augmentation use their own generator, seeded with it too.
 
@@ -99,7 +102,7 @@ def fit(
     seed_everything(cfg.seed)
     _prepare_model(model, images, labels, cfg, device)
     if check is not None:
-        check = (to_float(check[0], device).contiguous(memory_format=torch.channels_last), check[1].to(device))
+        check = (channels_last(to_float(check[0], device)), check[1].to(device))
     batches = Batches(images, labels, batch_size=cfg.batch_size, shuffle=True, augment=cfg.augment, pad=cfg.pad,
                       drop_last=images.shape[0] >= 2 * cfg.batch_size, device=device, channels_last=True,
                       seed=cfg.seed)
@@ -162,8 +165,8 @@ def _hold_out_check_set(images, labels, cfg: TrainConfig):
 
 def _prepare_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig,
                    device: torch.device) -> None:
-    """Move the model to ``device`` in channels_last; data-dependent initialisation (FastNet's whitening)."""
-    model.to(device).to(memory_format=torch.channels_last)
+    """Move the model to ``device`` in channels-last; data-dependent initialisation (FastNet's whitening)."""
+    model_to_channels_last(model.to(device))
     if hasattr(model, "init_whitening"):
         model.init_whitening(to_float(subset(images, labels, 5000, seed=cfg.seed + 1)[0], device))
 
