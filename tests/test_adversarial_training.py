@@ -42,7 +42,7 @@ def test_unknown_mode_lists_the_modes():
     ("eps", 1.5, "eps must be in \\[0, 1\\]"), ("eps", -0.1, "eps must be in \\[0, 1\\]"),
     ("alpha", 0.0, "alpha must be None or in \\(0, 1\\]"), ("replays", 0, "replays must be >= 1"),
     ("attack_steps", 0, "attack_steps must be >= 1"), ("adv_fraction", 0.0, "adv_fraction must be in \\(0, 1\\]"),
-    ("overfit_check", -1, "overfit_check must be >= 0"),
+    ("overfit_check", -1, "overfit_check must be None or >= 0"),
 ])
 def test_bad_adversarial_settings(field, value, message):
     with pytest.raises(ValueError, match=message):
@@ -57,11 +57,23 @@ def test_an_adversarial_mode_needs_a_classifier():
 def test_run_identity_holds_only_what_the_mode_reads():
     standard = training.TrainConfig().to_dict()
     assert not {"mode", "eps", "alpha", "replays", "attack_steps", "adv_fraction", "overfit_check"} & set(standard)
-    # a setting the mode does not read does not make another run (cache entry)
-    assert training.TrainConfig(replays=8).to_dict() == standard
     fast = training.TrainConfig(mode="fast_fgsm").to_dict()
     assert {"mode", "eps", "alpha", "random_start", "overfit_check"} <= set(fast) and "replays" not in fast
-    assert training.TrainConfig(mode="free", replays=8).to_dict() != training.TrainConfig(mode="free").to_dict()
+    assert fast["overfit_check"] == training.DEFAULT_OVERFIT_CHECK  # resolved: None and 512 are one run
+    assert training.TrainConfig(mode="fast_fgsm", overfit_check=512).to_dict() == fast
+    assert training.TrainConfig(mode="free", epochs=8, replays=8).to_dict() != training.TrainConfig(mode="free", epochs=8).to_dict()
+    # a standard run that holds out the adversarial runs' check images is another run
+    assert training.TrainConfig(overfit_check=256).to_dict()["overfit_check"] == 256
+
+
+@pytest.mark.parametrize("mode, field, value", [
+    ("fgsm", "alpha", 0.01), ("pgd", "random_start", False), ("standard", "replays", 8), ("standard", "eps", 0.1),
+    ("fast_fgsm", "attack_steps", 3), ("free", "adv_fraction", 1.0),
+])
+def test_a_setting_the_mode_does_not_read_is_refused(mode, field, value):
+    """It would be silently ignored: fgsm takes steps of eps, PGD training always starts at random."""
+    with pytest.raises(ValueError, match=f"mode '{mode}' does not read {field}=.*read by mode"):
+        training.TrainConfig(mode=mode, **{field: value})
 
 
 def test_published_step_sizes_and_free_epochs():
@@ -71,7 +83,40 @@ def test_published_step_sizes_and_free_epochs():
     assert training.TrainConfig(mode="fast_fgsm", alpha=0.01).step_size() == 0.01
     free = training.TrainConfig(mode="free", epochs=8, replays=4)
     assert (free.data_epochs(), free.steps_per_batch()) == (2, 4)
-    assert training.TrainConfig(mode="free", epochs=2, replays=8).data_epochs() == 1
+
+
+@pytest.mark.parametrize("epochs, replays", [(10, 4), (6, 4), (2, 8), (7, 2)])
+def test_free_epochs_must_be_a_multiple_of_replays(epochs, replays):
+    """round(10 / 4) = 2 data passes = 8 standard epochs, round(6 / 4) = 2 = 8: free training would not cost
+    what ``epochs`` standard epochs cost."""
+    with pytest.raises(ValueError, match=f"epochs \\({epochs}\\) must be a multiple of replays \\({replays}\\)"):
+        training.TrainConfig(mode="free", epochs=epochs, replays=replays)
+
+
+def test_free_progressive_resizing_is_checked_against_the_data_passes():
+    """epochs=8, replays=4 makes 2 data passes: early_epochs=3 would train both at the small size."""
+    with pytest.raises(ValueError, match="early_epochs must be in \\[0, 2\\).*epochs / replays in mode free"):
+        training.TrainConfig(mode="free", epochs=8, replays=4, early_size=16, early_epochs=3)
+    with pytest.raises(ValueError, match="early_epochs must be in \\[0, 2\\)"):
+        training.TrainConfig(mode="free", epochs=8, replays=4, early_size=16, early_epochs=2)
+    assert training.TrainConfig(mode="free", epochs=8, replays=4, early_size=16, early_epochs=1).data_epochs() == 2
+    # the other modes keep the epochs bound
+    training.TrainConfig(mode="fast_fgsm", epochs=8, early_size=16, early_epochs=7)
+
+
+def test_free_run_with_progressive_resizing_trains_its_last_pass_at_full_size(tiny_set):
+    sizes = []
+
+    def record_size(model, x, y):
+        sizes.append(x.shape[-1])
+        return x, y
+
+    cfg = dataclasses.replace(TINY, mode="free", epochs=4, replays=2, overfit_check=0, early_size=16, early_epochs=1)
+    torch.manual_seed(SEED)
+    result = training.fit(models.FastNet(widths=(8, 16, 16)), tiny_set, cfg, device="cpu", progress=False,
+                          batch_hook=record_size)
+    assert (result.data_epochs, result.equivalent_epochs) == (2, 4)
+    assert sizes == [16] * 4 + [32] * 4  # 4 batches per data pass
 
 
 # --- passes -------------------------------------------------------------------------------------------------------
@@ -79,11 +124,12 @@ def test_published_step_sizes_and_free_epochs():
 def test_counted_passes_per_mode(tiny_set):
     n = tiny_set[0].shape[0] - TINY.overfit_check  # 256 training images: 4 batches of 64
     _, standard = _fit("standard", tiny_set)
-    # standard mode holds nothing out: 288 images, 4 full batches of 64 per epoch (the last partial one dropped)
-    assert standard.passes == {"forward": 2 * 256, "backward": 2 * 256}
+    # standard mode holds the same 32 images out when overfit_check is set: 4 batches of 64 per epoch
+    assert standard.passes == {"forward": 2 * n, "backward": 2 * n}
+    assert (standard.data_epochs, standard.equivalent_epochs) == (2, 2)
     expected = {"fgsm": 2 * n * 1.5, "fast_fgsm": 2 * n * 2, "pgd": 2 * n * 3}
     for mode, passes in expected.items():
-        _, result = _fit(mode, tiny_set, attack_steps=2, adv_fraction=0.5)
+        _, result = _fit(mode, tiny_set, **{"fgsm": {"adv_fraction": 0.5}, "pgd": {"attack_steps": 2}}.get(mode, {}))
         assert result.passes == {"forward": passes, "backward": passes}, mode
         assert sum(h["forward_passes"] for h in result.history) == passes
 
@@ -93,6 +139,7 @@ def test_free_training_costs_what_standard_training_costs(tiny_set):
     _, standard = _fit("standard", tiny_set, epochs=4, overfit_check=0)
     _, free = _fit("free", tiny_set, epochs=4, replays=2, overfit_check=0)
     assert len(free.history) == 2 and len(standard.history) == 4
+    assert (free.data_epochs, free.equivalent_epochs) == (2, 4) == (2, standard.equivalent_epochs)
     assert free.passes == standard.passes
     assert free.passes["forward"] / 4 == standard.history[0]["forward_passes"]
 
@@ -182,8 +229,31 @@ def test_adversarial_run_records_the_check_every_epoch(tiny_set):
     for h in result.history:
         assert {"check_clean_acc", "check_fgsm_acc", "check_pgd_acc"} <= set(h)
         assert 0 <= h["check_pgd_acc"] <= 1
-    _, standard = _fit("standard", tiny_set)
+    _, standard = _fit("standard", tiny_set, overfit_check=None)
     assert "check_pgd_acc" not in standard.history[0] and standard.catastrophic_overfitting is None
+
+
+def test_standard_and_adversarial_runs_hold_out_the_same_images(tiny_set, monkeypatch):
+    """The comparison is like for like: with the same overfit_check, every mode trains on the same images."""
+    from labutils.training import loop
+
+    seen = {}
+    real = loop._hold_out_check_set
+
+    def spy(images, labels, cfg):
+        out = real(images, labels, cfg)
+        seen[cfg.mode] = out
+        return out
+
+    monkeypatch.setattr(loop, "_hold_out_check_set", spy)
+    for mode in ("standard", "fast_fgsm"):
+        _fit(mode, tiny_set, epochs=1)
+    (xs, ys, check_s), (xa, ya, check_a) = seen["standard"], seen["fast_fgsm"]
+    assert xs.shape[0] == tiny_set[0].shape[0] - TINY.overfit_check
+    assert torch.equal(xs, xa) and torch.equal(ys, ya) and torch.equal(check_s[0], check_a[0])
+    # without the setting, standard training keeps every image; adversarial modes hold out the default 512
+    assert training.TrainConfig().check_size() == 0
+    assert training.TrainConfig(mode="pgd").check_size() == training.DEFAULT_OVERFIT_CHECK
 
 
 def test_check_set_larger_than_half_the_data_is_refused(tiny_set):
@@ -311,3 +381,54 @@ def test_overfitting_detector_on_real_runs(claims):
     found = training.detect_catastrophic_overfitting(bad.history, gap=0.15)
     assert found is not None and found["reason"] == "gap" and found["pgd_acc"] <= 0.05
     assert training.detect_catastrophic_overfitting(good.history, gap=0.15) is None
+
+
+# --- volumes and free training's clipped pixels --------------------------------------------------------------------
+
+class _TinyVolumeNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Conv3d(1, 4, 3, padding=1), torch.nn.ReLU(),
+                                       torch.nn.AdaptiveAvgPool3d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+@pytest.mark.parametrize("mode", ["fgsm", "fast_fgsm", "free", "pgd"])
+def test_adversarial_modes_train_on_volumes(mode):
+    """fit says volumes train like images: every adversarial mode too (a rank-4 memory format crashed on them)."""
+    gen = torch.Generator().manual_seed(SEED)
+    x = torch.randint(0, 256, (96, 1, 6, 6, 6), generator=gen, dtype=torch.uint8)
+    y = torch.randint(0, 3, (96,), generator=gen)
+    extra = {"free": {"replays": 2, "epochs": 2}, "pgd": {"attack_steps": 2, "epochs": 1}}.get(mode, {"epochs": 1})
+    cfg = dataclasses.replace(TINY, mode=mode, batch_size=32, overfit_check=16, augment=False, **extra)
+    torch.manual_seed(SEED)
+    result = training.fit(_TinyVolumeNet(), (x, y), cfg, device="cpu", progress=False)
+    assert result.passes["forward"] > 0 and {"check_pgd_acc"} <= set(result.history[-1])
+
+
+def test_free_update_ignores_pixels_held_by_the_clip(tiny_set):
+    """Shafahi et al. take the gradient with respect to delta through clamp(x + delta, 0, 1): where the clip
+    holds a pixel (x + delta outside [0, 1]) the gradient is 0 and delta keeps its value."""
+    cfg = dataclasses.replace(TINY, mode="free", epochs=1, replays=1, lr=1e-9)
+    torch.manual_seed(SEED)
+    model = models.FastNet(widths=(8, 16, 16))
+    model.init_whitening(data.to_float(tiny_set[0][:64]))
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    step = adversarial.FreeStep(model, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0), cfg, None,
+                                torch.device("cpu"))
+    x = data.to_float(tiny_set[0][:32])
+    x[:, :, :8] = 1.0  # saturated rows: the first step pushes some pixels to 1 + eps, outside the range
+    x[:, :, -8:] = 0.0
+    x_before = x.clone()
+    y = tiny_set[1][:32]
+    step(x, y)
+    first = step.delta.clone()
+    held = ((x + first) > 1) | ((x + first) < 0)
+    assert held.sum() > 100  # the test has clipped pixels to look at
+    step(x, y)
+    assert torch.equal(step.delta[held], first[held])
+    assert not torch.equal(step.delta[~held], first[~held])  # the others did move
+    assert step.delta.abs().max() <= EPS + 1e-7 and torch.equal(x, x_before)

@@ -292,3 +292,21 @@ def test_adaptive_attack_lowers_the_monitor_auroc(small_model, cifar_small, one_
     claims.at_least("AUROC drop from PGD to the adaptive attack", auroc_pgd - auroc_ada, 0.08)
     accuracy = float((ada.predictions == ys).float().mean())
     claims.at_most("accuracy under the adaptive attack", accuracy, 0.15)
+
+
+def test_adaptive_pgd_on_a_layer_followed_by_an_in_place_op(single_thread):
+    """A hooked BatchNorm followed by ReLU(inplace=True) (SimpleCNN, the grouped block, MobileNetV2): the surrogate is
+    computed on a copy, so the attack runs and gives what the same network with an out-of-place ReLU gives."""
+    def net(inplace):
+        torch.manual_seed(3)
+        return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8),
+                                   torch.nn.ReLU(inplace=inplace), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                   torch.nn.Linear(8, 4)).eval()
+
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.rand(6, 3, 8, 8, generator=gen), torch.randint(0, 4, (6,), generator=gen)
+    edges = {"1": torch.linspace(-1, 1, 9)}
+    out = {inplace: adaptive_pgd(net(inplace), x, y, 8 / 255, 2 / 255, 3, edges=edges, weight=5.0,
+                                 generator=torch.Generator().manual_seed(1)) for inplace in (True, False)}
+    assert torch.equal(out[True], out[False])
+    assert not torch.equal(out[True], x)

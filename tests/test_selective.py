@@ -253,3 +253,16 @@ def test_bad_inputs():
         selective.optimal_aurc(1.2)
     with pytest.raises(ValueError, match="whole number"):
         selective.optimal_aurc(0.15, n_samples=10)
+
+
+@pytest.mark.parametrize("m", [1000, 1024, 37])
+def test_sgr_union_bound_counts_the_samples_not_the_distinct_scores(m):
+    """Geifman & El-Yaniv divide delta by ceil(log2 m) for m samples; ties (max-softmax rounding to 1.0) must not
+    shrink the divisor.  Here m samples with only three distinct scores."""
+    rng = np.random.default_rng(m)
+    s = rng.choice([0.5, 0.9, 1.0], size=m, p=[0.1, 0.2, 0.7])
+    ok = rng.random(m) > np.where(s == 1.0, 0.01, 0.3)
+    res = selective.guaranteed_risk_threshold(s, ok, 0.2, 0.01)
+    assert res.delta_per_test == pytest.approx(0.01 / math.ceil(math.log2(m + 1)))
+    assert res.delta_per_test <= 0.01 / math.ceil(math.log2(m))  # never less conservative than the paper
+    assert res.n_tests <= 2  # the search over three candidates is short; the bound still covers m

@@ -10,11 +10,13 @@ How (this module's version):
 2. For a threshold accepting ``n`` samples with ``k`` errors, the risk bound is the one-sided
    binomial (Clopper-Pearson) upper bound :func:`risk_upper_bound`: the ``b`` with
    ``P(Binomial(n, b) <= k) = delta'``.
-3. A binary search over the candidates (sorted by coverage) tests at most
-   ``ceil(log2(D + 1))`` thresholds (``D`` distinct scores), each at ``delta' = delta / that number``:
-   a union bound then makes every tested bound hold at once with probability ``>= 1 - delta``.  The
-   paper divides by ``ceil(log2 m)``; with all ``m`` scores distinct the two agree unless ``m`` is a
-   power of two, where this one divides by one more (more conservative by a hair).
+3. A binary search over the candidates (sorted by coverage) tests each threshold at
+   ``delta' = delta / ceil(log2(m + 1))`` with ``m`` the *sample size*: a union bound over the at
+   most ``ceil(log2(D + 1)) <= ceil(log2(m + 1))`` tests (``D <= m`` distinct scores) makes every
+   tested bound hold at once with probability ``>= 1 - delta``.  The paper divides by
+   ``ceil(log2 m)``; the two agree unless ``m`` is a power of two, where this one divides by one
+   more (the search over ``m`` distinct scores can then test ``log2 m + 1`` thresholds).  Ties
+   (e.g. max-softmax scores that round to 1.0) shorten the search but do not change ``delta'``.
 4. A bound ``<= r*`` moves the search to larger coverage, a bound above it to smaller coverage.
 
 **Result.**  The paper returns the *last* tested threshold and its bound (which may end slightly
@@ -23,6 +25,11 @@ above ``r*``).  Here the result is the tested threshold with the largest coverag
 threshold qualifies, ``found`` is False and nothing is accepted (see :class:`GuaranteedThreshold`).
 The guarantee is about the distribution the split was drawn from: under a shift (e.g. an attack)
 it says nothing.
+
+**Checking it.**  A statement "fails with probability at most ``delta``" is checked by repetition,
+not by one split: :func:`guarantee_failure_rate` splits a labelled pool at random many times into
+calibration and evaluation parts, runs SGR on each calibration part with a target fixed in advance,
+and counts how often the evaluation part's selective risk exceeds the target.
 """
 from __future__ import annotations
 
@@ -34,7 +41,8 @@ from scipy.stats import beta
 
 from .curves import _check_fraction, _groups, _scores_and_correct
 
-__all__ = ["GuaranteedThreshold", "risk_upper_bound", "guaranteed_risk_threshold"]
+__all__ = ["GuaranteedThreshold", "risk_upper_bound", "guaranteed_risk_threshold", "GuaranteeCheck",
+           "guarantee_failure_rate"]
 
 
 @dataclass(frozen=True)
@@ -50,7 +58,7 @@ class GuaranteedThreshold:
             ``>= 1 - delta``; ``<= target_risk`` (NaN when not found).
         target_risk, delta: the request.
         n_tests: how many thresholds the binary search evaluated.
-        delta_per_test: the confidence parameter of each bound (``delta`` / the most tests possible).
+        delta_per_test: the confidence parameter of each bound, ``delta / ceil(log2(m + 1))`` for ``m`` samples.
         note: one sentence that says what was found, or why nothing was.
     """
     found: bool
@@ -106,7 +114,9 @@ def guaranteed_risk_threshold(scores, correct, target_risk: float, delta: float 
     values, counts, errors = _groups(s, ok)
     accepted, errs = np.cumsum(counts), np.cumsum(errors).round().astype(np.int64)
     d = len(values)  # candidate j accepts the j + 1 highest distinct scores: coverage grows with j
-    max_tests = d.bit_length()  # = ceil(log2(d + 1)): the most halvings of d + 1 gaps
+    # the union bound over the sample size m, as the paper's delta / ceil(log2 m) (never over the number
+    # of distinct scores, which ties shrink): ceil(log2(m + 1)) >= ceil(log2(d + 1)), the most halvings
+    max_tests = len(s).bit_length()
     delta_per_test = delta / max_tests
 
     lo, hi = -1, d  # lo: the best candidate that met the target so far (-1: none); hi: the first known to fail
@@ -135,3 +145,84 @@ def guaranteed_risk_threshold(scores, correct, target_risk: float, delta: float 
             f"risk <= {bound:.4f} <= {target_risk} with probability >= {1 - delta:.6g}.")
     return GuaranteedThreshold(found=True, threshold=float(values[lo]), coverage=n_acc / len(s), risk=n_err / n_acc,
                                risk_bound=bound, note=note, **common)
+
+
+@dataclass(frozen=True)
+class GuaranteeCheck:
+    """What :func:`guarantee_failure_rate` measured over repeated random splits.
+
+    Attributes:
+        failure_rate: fraction of the splits in which SGR found a threshold and the selective risk
+            of the evaluation part at that threshold exceeded ``target_risk``, in ``[0, 1]``.
+        found_rate: fraction of the splits in which SGR found a threshold, in ``[0, 1]``.
+        coverages: ``(n_splits,)`` coverage of the evaluation part at each split's threshold (0 where
+            nothing was found).
+        risks: ``(n_splits,)`` selective risk of the evaluation part (NaN where nothing was accepted).
+        thresholds: ``(n_splits,)`` each split's SGR threshold (``+inf`` where nothing was found).
+        target_risk, delta: the request.
+        n_calibration, n_evaluation: the sizes of the two parts of every split.
+    """
+    failure_rate: float
+    found_rate: float
+    coverages: np.ndarray
+    risks: np.ndarray
+    thresholds: np.ndarray
+    target_risk: float
+    delta: float
+    n_calibration: int
+    n_evaluation: int
+
+
+def guarantee_failure_rate(scores, correct, target_risk: float, delta: float, *, n_splits: int = 200,
+                           calibration_fraction: float = 0.5, seed: int = 0) -> GuaranteeCheck:
+    """How often SGR's guarantee fails on held-out data, over ``n_splits`` random calibration/evaluation splits.
+
+    Split ``i`` takes the ``i``-th permutation drawn by ``np.random.default_rng(seed)``
+    (``rng.permutation(m)``): its first ``round(calibration_fraction * m)`` samples are the
+    calibration part, the rest the evaluation part.  :func:`guaranteed_risk_threshold` runs on the
+    calibration part; the split **fails** when it found a threshold and the evaluation part's selective
+    risk at that threshold is above ``target_risk``.  A split where nothing was found (or where the
+    threshold accepts no evaluation sample) accepts nothing and cannot fail.
+
+    ``target_risk`` must be fixed without looking at ``scores``/``correct`` (e.g. from a separate
+    pilot split): a target tuned on the pool is not what the guarantee is about.  The evaluation risk
+    is itself an estimate, so its noise adds to the failure rate; and the splits reuse one pool, so
+    they are not independent draws from the distribution.
+
+    Args:
+        scores: ``(m,)`` confidence scores of a labelled pool, higher = more confident.
+        correct: ``(m,)`` bool, whether each prediction was right.
+        target_risk: the risk ``r*`` SGR guarantees, in ``(0, 1]``.
+        delta: SGR's allowed failure probability, in ``(0, 1]``.
+        n_splits: how many random splits, ``>= 1``.
+        calibration_fraction: share of the pool in the calibration part, in ``(0, 1)``; both parts
+            must hold at least one sample.
+        seed: seeds the permutations.
+
+    Returns:
+        A :class:`GuaranteeCheck`; compare ``failure_rate`` with ``delta``.
+    """
+    s, ok = _scores_and_correct(scores, correct)
+    target_risk = _check_fraction(target_risk, "target_risk")
+    delta = _check_fraction(delta, "delta")
+    if isinstance(n_splits, bool) or not isinstance(n_splits, (int, np.integer)) or n_splits < 1:
+        raise ValueError(f"n_splits must be a whole number >= 1, got {n_splits!r}.")
+    fraction = float(calibration_fraction)
+    n_cal = round(fraction * len(s)) if 0 < fraction < 1 else 0
+    if not 1 <= n_cal < len(s):
+        raise ValueError(f"calibration_fraction must be in (0, 1) and leave both parts non-empty: {fraction} of "
+                         f"{len(s)} samples gives {n_cal} for calibration.")
+    rng = np.random.default_rng(seed)
+    coverages, risks, thresholds = (np.empty(int(n_splits)) for _ in range(3))
+    found = np.zeros(int(n_splits), dtype=bool)
+    for i in range(int(n_splits)):
+        perm = rng.permutation(len(s))
+        cal, ev = perm[:n_cal], perm[n_cal:]
+        result = guaranteed_risk_threshold(s[cal], ok[cal], target_risk, delta)
+        accepted = s[ev] >= result.threshold
+        found[i], thresholds[i], coverages[i] = result.found, result.threshold, accepted.mean()
+        risks[i] = np.mean(~ok[ev][accepted]) if accepted.any() else math.nan
+    failed = found & (np.nan_to_num(risks, nan=0.0) > target_risk)
+    return GuaranteeCheck(failure_rate=float(failed.mean()), found_rate=float(found.mean()), coverages=coverages,
+                          risks=risks, thresholds=thresholds, target_risk=target_risk, delta=delta,
+                          n_calibration=n_cal, n_evaluation=len(s) - n_cal)

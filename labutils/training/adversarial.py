@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..runtime import autocast, frozen_eval
+from ..runtime import autocast, channels_last, frozen_eval
 from .steps import Step
 
 __all__ = ["FGSMAugmentedStep", "FastFGSMStep", "FreeStep", "PGDStep", "ADVERSARIAL_STEPS", "robust_accuracy_check",
@@ -78,7 +78,7 @@ class FGSMAugmentedStep(_AttackingStep):
         with torch.no_grad():
             x_adv = (x[:k] + self.cfg.eps * g.sign()).clamp_(0, 1)
             x = torch.cat([x_adv, x[k:]]) if k < x.shape[0] else x_adv
-        out, loss, _ = self.update(x.contiguous(memory_format=torch.channels_last), y)
+        out, loss, _ = self.update(channels_last(x), y)
         return self.summary(out, loss, y)
 
 
@@ -111,7 +111,11 @@ class PGDStep(_AttackingStep):
 
 class FreeStep(Step):
     """Free adversarial training (Shafahi et al. 2019): ``replays`` optimiser steps per batch; each
-    backward pass also updates the perturbation, which carries over to the next batch."""
+    backward pass also updates the perturbation, which carries over to the next batch.
+
+    The perturbation's update is the sign of the loss's gradient with respect to ``delta`` through
+    the clip ``clamp(x + delta, 0, 1)``, as in the authors' code: a pixel held at 0 or 1 by the clip
+    has gradient 0 and keeps its ``delta``."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -125,11 +129,10 @@ class FreeStep(Step):
         correct = torch.zeros((), dtype=torch.int64, device=x.device)
         n = 0
         for _ in range(self.cfg.replays):
-            delta = self.delta[: x.shape[0]]
-            z = (x + delta).clamp(0, 1).contiguous(memory_format=torch.channels_last).requires_grad_(True)
-            out, loss, grad = self.update(z, y)
+            delta = self.delta[: x.shape[0]].detach().clone().requires_grad_(True)
+            out, loss, _ = self.update(channels_last((x + delta).clamp(0, 1)), y)
             with torch.no_grad():
-                self.delta[: x.shape[0]] = (delta + alpha * grad.sign()).clamp_(-eps, eps)
+                self.delta[: x.shape[0]] = (delta + alpha * delta.grad.sign()).clamp_(-eps, eps)
             s, c, k = self.summary(out, loss, y)
             loss_sum, correct, n = loss_sum + s, correct + c, n + k
         return loss_sum, correct, n

@@ -8,15 +8,18 @@ from typing import Callable
 import torch
 from torch import nn
 
-__all__ = ["TrainConfig", "TrainResult", "BatchHook", "TRAINING_MODES", "ADVERSARIAL_MODES"]
+__all__ = ["TrainConfig", "TrainResult", "BatchHook", "TRAINING_MODES", "ADVERSARIAL_MODES", "DEFAULT_OVERFIT_CHECK"]
 
 #: ``batch_hook(model, x, y) -> (x, y)``: replaces a training batch before the loss (e.g. adversarial training).
 BatchHook = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 #: Training modes of :func:`~labutils.training.fit` (``TrainConfig.mode``), with the settings each one reads
-#: besides the common ones; only those enter the run's identity (:meth:`TrainConfig.to_dict`).
+#: besides the common ones; only those enter the run's identity (:meth:`TrainConfig.to_dict`), and giving
+#: another mode's setting a value other than its default is an error (it would be silently ignored).
+#: Standard training reads ``overfit_check`` only when it is set (to hold out the images an adversarial
+#: run holds out, so that the two train on the same set).
 _MODE_SETTINGS: dict[str, tuple[str, ...]] = {
-    "standard": (),
+    "standard": ("overfit_check",),
     "fgsm": ("eps", "adv_fraction", "overfit_check"),
     "fast_fgsm": ("eps", "alpha", "random_start", "overfit_check"),
     "free": ("eps", "alpha", "replays", "overfit_check"),
@@ -24,6 +27,8 @@ _MODE_SETTINGS: dict[str, tuple[str, ...]] = {
 }
 TRAINING_MODES = tuple(_MODE_SETTINGS)
 ADVERSARIAL_MODES = ("fgsm", "fast_fgsm", "free", "pgd")
+#: Images an adversarial run holds out for the overfitting check when ``overfit_check`` is None.
+DEFAULT_OVERFIT_CHECK = 512
 
 
 @dataclass(frozen=True)
@@ -58,18 +63,21 @@ class TrainConfig:
             lab's FGSM-augmented training), ``"fast_fgsm"`` (Wong et al. 2020: uniform random start
             in the eps-ball, one signed step of ``alpha``, default 1.25 eps), ``"free"`` (Shafahi et
             al. 2019: each batch replayed ``replays`` times, one backward pass giving both the weight
-            and the perturbation update; ``epochs / replays`` passes over the data, so the cost is
-            standard training's) or ``"pgd"`` (Madry et al. 2018: ``attack_steps`` PGD steps of
+            and the perturbation update; ``epochs / replays`` passes over the data (``epochs`` must be
+            a multiple of ``replays``), so the cost is standard training's) or ``"pgd"`` (Madry et al. 2018: ``attack_steps`` PGD steps of
             ``alpha``, default eps / 4, from a random start).
         eps: Linf budget of the adversarial modes on the [0, 1] pixel scale (8/255 ~ 0.031).
         alpha: step size of the attack (None: the mode's published default, see :meth:`step_size`).
         random_start: fast FGSM's uniform start in the eps-ball (False: plain FGSM from the image,
             the setting known for catastrophic overfitting).
         attack_steps: PGD steps per batch in mode ``"pgd"``.
-        replays: free training's m.
+        replays: free training's m (default 2, a divisor of the default 10 epochs; Shafahi et al. used 8).
         adv_fraction: fraction of each batch replaced by FGSM examples in mode ``"fgsm"`` (1: all).
-        overfit_check: images held out of the training set in the adversarial modes, attacked
-            after every epoch with FGSM and PGD-10 to detect catastrophic overfitting (0: no check).
+        overfit_check: images held out of the training set, attacked after every epoch with FGSM and
+            PGD-10 to detect catastrophic overfitting (0: no check).  None (the default): 512 in the
+            adversarial modes, none in standard training.  Set it to the same number in a standard
+            run and the adversarial runs it is compared with, and all of them hold out the same images
+            (a sample seeded by ``seed``) and train on the same set.
         seed: seeds the initial weights (:func:`~labutils.training.get_or_train` seeds the global
             generators with it before building the model), the shuffling and augmentation, the
             whitening sample and, through the global generators, dropout during :func:`fit`.
@@ -98,9 +106,9 @@ class TrainConfig:
     alpha: float | None = None
     random_start: bool = True
     attack_steps: int = 7
-    replays: int = 4
+    replays: int = 2
     adv_fraction: float = 0.5
-    overfit_check: int = 512
+    overfit_check: int | None = None
     seed: int = 0
 
     def __post_init__(self):
@@ -122,8 +130,10 @@ class TrainConfig:
             (self.precision in ("auto", "bf16", "fp32"), "precision must be 'auto', 'bf16' or 'fp32'"),
             (self.train_size is None or self.train_size >= 1, "train_size must be None or >= 1"),
             (self.early_size is None or self.early_size >= 8, "early_size must be None or >= 8 pixels"),
-            (0 <= self.early_epochs < self.epochs or self.early_size is None,
-             "early_epochs must be in [0, epochs) (the last epoch trains at full size)"),
+            (self.mode != "free" or self.replays < 1 or self.epochs % self.replays == 0,
+             f"mode 'free' makes epochs / replays passes over the data, each batch replayed replays times: "
+             f"epochs ({self.epochs}) must be a multiple of replays ({self.replays}), so that free training "
+             f"costs exactly what {self.epochs} standard epochs cost"),
             (self.mode in TRAINING_MODES, f"unknown mode {self.mode!r}: use one of {', '.join(TRAINING_MODES)}"),
             (self.mode == "standard" or self.objective == "classify",
              f"mode {self.mode!r} trains a classifier: it needs objective='classify'"),
@@ -132,22 +142,41 @@ class TrainConfig:
             (self.attack_steps >= 1, "attack_steps must be >= 1"),
             (self.replays >= 1, "replays must be >= 1"),
             (0 < self.adv_fraction <= 1, "adv_fraction must be in (0, 1]"),
-            (self.overfit_check >= 0, "overfit_check must be >= 0 (0: no catastrophic-overfitting check)"),
+            (self.overfit_check is None or self.overfit_check >= 0,
+             "overfit_check must be None or >= 0 (0: no catastrophic-overfitting check)"),
         ]
         for ok, msg in checks:
             if not ok:
                 raise ValueError(f"TrainConfig: {msg}.")
+        # after the epochs check: data_epochs() needs epochs % replays == 0 in mode free
+        if self.early_size is not None and not 0 <= self.early_epochs < self.data_epochs():
+            raise ValueError(f"TrainConfig: early_epochs must be in [0, {self.data_epochs()}) (the passes over the data"
+                             f"{', epochs / replays in mode free' if self.mode == 'free' else ''}; the last one trains "
+                             f"at full size), got {self.early_epochs}.")
+        _reject_unread_settings(self)
 
     def to_dict(self) -> dict:
         """The settings that determine the run: the common ones and those the mode reads.
 
-        A standard run's dict has no adversarial setting at all, so it hashes as before modes existed.
+        A standard run without ``overfit_check`` has no adversarial setting at all, so it hashes as before
+        modes existed; ``overfit_check`` enters resolved (None -> the number of images actually held out).
         """
         settings = dataclasses.asdict(self)
         unused = {name for names in _MODE_SETTINGS.values() for name in names} - set(_MODE_SETTINGS[self.mode])
         if self.mode == "standard":
             unused.add("mode")
+            if self.overfit_check is None:
+                unused.add("overfit_check")
+        if "overfit_check" not in unused:
+            settings["overfit_check"] = self.check_size()
         return {k: v for k, v in settings.items() if k not in unused}
+
+    def check_size(self) -> int:
+        """Training images held out for the per-epoch robustness check: ``overfit_check``, or when it is
+        None :data:`DEFAULT_OVERFIT_CHECK` in the adversarial modes and 0 in standard training."""
+        if self.overfit_check is not None:
+            return self.overfit_check if self.objective == "classify" else 0
+        return DEFAULT_OVERFIT_CHECK if self.adversarial else 0
 
     @property
     def adversarial(self) -> bool:
@@ -162,8 +191,9 @@ class TrainConfig:
         return {"fast_fgsm": 1.25 * self.eps, "pgd": self.eps / 4}.get(self.mode, self.eps)
 
     def data_epochs(self) -> int:
-        """Passes over the training data: ``epochs``, or ``round(epochs / replays)`` (at least 1) in mode free."""
-        return max(1, round(self.epochs / self.replays)) if self.mode == "free" else self.epochs
+        """Passes over the training data: ``epochs``, or ``epochs // replays`` in mode free (exact: the
+        config requires ``epochs`` to be a multiple of ``replays``)."""
+        return self.epochs // self.replays if self.mode == "free" else self.epochs
 
     def steps_per_batch(self) -> int:
         """Optimiser steps per batch: ``replays`` in mode free, else 1."""
@@ -182,3 +212,21 @@ class TrainResult:
     passes: dict = dataclasses.field(default_factory=dict)
     #: what :func:`labutils.training.adversarial.detect_catastrophic_overfitting` found (None: nothing, or no check).
     catastrophic_overfitting: dict | None = None
+    #: passes over the training data (``len(history)``; ``epochs / replays`` in mode free).
+    data_epochs: int = 0
+    #: standard-training epochs this run cost: ``data_epochs`` x optimiser steps per batch (``replays`` in free).
+    equivalent_epochs: int = 0
+
+
+def _reject_unread_settings(cfg: TrainConfig) -> None:
+    """A mode-specific setting given a non-default value in a mode that does not read it is an error."""
+    read = set(_MODE_SETTINGS[cfg.mode])
+    for field in dataclasses.fields(cfg):
+        name = field.name
+        if name in read or not any(name in names for names in _MODE_SETTINGS.values()):
+            continue
+        if getattr(cfg, name) != field.default:
+            readers = [m for m, names in _MODE_SETTINGS.items() if name in names]
+            raise ValueError(f"TrainConfig: mode {cfg.mode!r} does not read {name}={getattr(cfg, name)!r}; it would be "
+                             f"ignored.  {name} is read by mode{'s' if len(readers) > 1 else ''} "
+                             f"{', '.join(readers)}: leave it at its default ({field.default!r}) in mode {cfg.mode!r}.")

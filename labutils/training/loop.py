@@ -81,15 +81,18 @@ def fit(
 
     The mode (``cfg.mode``) decides what each step trains on; in mode ``"free"`` an epoch of the
     history is one pass over the data (``cfg.data_epochs()`` of them, each batch replayed
-    ``cfg.replays`` times).  In the adversarial modes ``cfg.overfit_check`` training images are held
-    out and attacked after every epoch (:func:`.adversarial.robust_accuracy_check`).
+    ``cfg.replays`` times).  ``cfg.check_size()`` training images (512 in the adversarial modes by
+    default; in standard training only when ``overfit_check`` is set, so that it trains on the same
+    images as the adversarial runs it is compared with) are held out and attacked after every epoch
+    (:func:`.adversarial.robust_accuracy_check`).
 
     Returns:
         :class:`TrainResult` with per-epoch ``loss``, ``train_acc`` (on what was trained on, e.g.
         adversarial examples), ``test_acc``, ``lr``, ``seconds`` (cumulative, excluding the checks),
         ``forward_passes`` / ``backward_passes`` (images, this epoch) and, with a check set,
-        ``check_clean_acc`` / ``check_fgsm_acc`` / ``check_pgd_acc``; the run's total ``passes`` and
-        ``catastrophic_overfitting`` (:func:`.adversarial.detect_catastrophic_overfitting`).
+        ``check_clean_acc`` / ``check_fgsm_acc`` / ``check_pgd_acc``; the run's total ``passes``,
+        ``catastrophic_overfitting`` (:func:`.adversarial.detect_catastrophic_overfitting`), ``data_epochs``
+        (passes over the data) and ``equivalent_epochs`` (the standard epochs they cost).
         The model is left in eval mode.
     """
     from tqdm.auto import tqdm
@@ -142,7 +145,8 @@ def fit(
     model.eval()
     return TrainResult(history=run.history, train_seconds=run.seconds,
                        precision=str(amp or torch.float32).replace("torch.", ""), resumed_from_epoch=resumed_from,
-                       passes=dict(run.passes), catastrophic_overfitting=detect_catastrophic_overfitting(run.history))
+                       passes=dict(run.passes), catastrophic_overfitting=detect_catastrophic_overfitting(run.history),
+                       data_epochs=epochs, equivalent_epochs=epochs * cfg.steps_per_batch())
 
 
 #: The step of each training mode.
@@ -150,9 +154,9 @@ _STEPS: dict[str, type[Step]] = {"standard": StandardStep, **ADVERSARIAL_STEPS}
 
 
 def _hold_out_check_set(images, labels, cfg: TrainConfig):
-    """``(train images, train labels, check set or None)``: the adversarial modes hold out
-    ``cfg.overfit_check`` images, a sample seeded by ``cfg.seed``, for the per-epoch check."""
-    k = cfg.overfit_check if cfg.adversarial else 0
+    """``(train images, train labels, check set or None)``: ``cfg.check_size()`` images, a sample seeded by
+    ``cfg.seed`` (the same images in every mode), held out for the per-epoch check."""
+    k = cfg.check_size()
     if k == 0:
         return images, labels, None
     if k > images.shape[0] // 2:

@@ -62,7 +62,10 @@ class Step:
         return F.cross_entropy(out, y, label_smoothing=self.cfg.label_smoothing)
 
     def update(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Forward, loss, backward, optimiser and schedule step on ``(x, y)``; returns (logits, loss, x.grad or None)."""
+        """Forward, loss, backward, optimiser and schedule step on ``(x, y)``; returns (logits, loss, x.grad or None).
+
+        ``x.grad`` is there when ``x`` is a leaf that requires grad; a step that needs the gradient with
+        respect to something upstream of ``x`` (free training's perturbation) reads it from that leaf."""
         out = self.logits(x)
         loss = self.loss(out, x, y)
         self.opt.zero_grad(set_to_none=True)
@@ -71,7 +74,7 @@ class Step:
         self.lr = self.opt.param_groups[0]["lr"]
         self.opt.step()
         self.schedule.step()
-        return out.detach(), loss.detach(), x.grad
+        return out.detach(), loss.detach(), x.grad if x.is_leaf else None
 
     def summary(self, out: torch.Tensor, loss: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
         n = out.shape[0]

@@ -2,7 +2,7 @@
 
 A detector is only as good as its worst case: an attacker who knows which layers are monitored
 (and their bin edges) can look for adversarial images whose activation entropies stay where
-the clean image's were.  The histogram entropy of :mod:`.entropy` is piecewise constant in the
+the clean image's were.  The histogram entropy of :mod:`.activation_entropy` is piecewise constant in the
 input (counts jump), so the attacker ascends a differentiable surrogate instead:
 
 * :func:`soft_histogram_counts`: each positive activation ``v`` splits its unit of mass between
@@ -151,7 +151,9 @@ def adaptive_pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps, alpha,
     soft: dict[str, torch.Tensor] = {}
 
     def record(name, output):
-        soft[name] = soft_histogram_entropy(output, checked[name])
+        # on a copy: the layer's output may be changed in place by what follows it (ReLU(inplace=True)
+        # after a BatchNorm), which would invalidate the tensors autograd saved for the surrogate
+        soft[name] = soft_histogram_entropy(output.clone(), checked[name])
 
     penalised = float(weight) > 0 or float(predictive_weight) > 0
     monitor = ActivationMonitor(model, list(checked), callback=record if penalised else None)

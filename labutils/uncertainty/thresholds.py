@@ -1,6 +1,6 @@
 """Detectors from one score: a threshold chosen on a calibration split, judged on another; AUROC with a stated direction.
 
-The entropy monitor (:mod:`.entropy`) gives scores whose "suspicious" side is not known in advance
+The entropy monitor (:mod:`.activation_entropy`) gives scores whose "suspicious" side is not known in advance
 (in the paper the first conv layer's entropy rises under attack and the FC layer's falls).  Here:
 
 * **clean** samples are the negatives, **suspicious** ones (adversarial, or misclassified) the
