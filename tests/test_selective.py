@@ -266,3 +266,56 @@ def test_sgr_union_bound_counts_the_samples_not_the_distinct_scores(m):
     assert res.delta_per_test == pytest.approx(0.01 / math.ceil(math.log2(m + 1)))
     assert res.delta_per_test <= 0.01 / math.ceil(math.log2(m))  # never less conservative than the paper
     assert res.n_tests <= 2  # the search over three candidates is short; the bound still covers m
+
+
+def test_guarantee_failure_rate_repeats_sgr_on_the_documented_splits():
+    """Split i is the i-th permutation of np.random.default_rng(seed); a split fails when SGR found a threshold and
+    the evaluation part's risk is above the target.  A loose delta on a small pool makes some splits fail."""
+    s, ok = _draw(np.random.default_rng(5), 200)
+    res = selective.guarantee_failure_rate(s, ok, 0.15, 1.0, n_splits=50, calibration_fraction=0.5, seed=1)
+    rng = np.random.default_rng(1)
+    failed, found = 0, 0
+    for i in range(50):
+        perm = rng.permutation(200)
+        cal, ev = perm[:100], perm[100:]
+        g = selective.guaranteed_risk_threshold(s[cal], ok[cal], 0.15, 1.0)
+        cov, risk = selective.selective_risk(s[ev], ok[ev], g.threshold)
+        assert res.thresholds[i] == g.threshold and res.coverages[i] == pytest.approx(cov)
+        assert (math.isnan(res.risks[i]) and math.isnan(risk)) or res.risks[i] == pytest.approx(risk)
+        found += g.found
+        failed += g.found and cov > 0 and risk > 0.15
+    assert res.found_rate == pytest.approx(found / 50) and res.failure_rate == pytest.approx(failed / 50)
+    assert 0 < failed < found  # the counting is exercised: some splits fail, some hold
+    assert (res.n_calibration, res.n_evaluation, res.target_risk, res.delta) == (100, 100, 0.15, 1.0)
+    assert np.all(res.coverages[np.isinf(res.thresholds)] == 0)  # nothing found: nothing accepted
+
+
+def test_guarantee_failure_rate_on_a_distribution_with_known_risk():
+    """_draw's true selective risk at t is 0.3 (1 - t): target 0.15 needs t >= 0.5, so no threshold that keeps the
+    guarantee covers more than half.  The failure rate stays within delta, on held-out data and on the true risk."""
+    target, delta = 0.15, 0.1
+    s, ok = _draw(np.random.default_rng(11), 40_000)
+    res = selective.guarantee_failure_rate(s, ok, target, delta, n_splits=100, calibration_fraction=0.05, seed=0)
+    assert (res.n_calibration, res.n_evaluation) == (2000, 38_000) and len(res.coverages) == 100
+    assert res.found_rate >= 0.95  # not vacuous
+    assert res.failure_rate <= delta
+    assert np.mean([_true_risk(t) > target for t in res.thresholds[np.isfinite(res.thresholds)]]) <= delta
+    assert 0.2 < res.coverages.mean() < 0.5 + 0.01  # below the oracle's coverage (0.5), plus sampling noise
+    # the same splits with a target far below any achievable risk: nothing is found, nothing fails
+    none = selective.guarantee_failure_rate(s, ok, 1e-4, delta, n_splits=5, calibration_fraction=0.05, seed=0)
+    assert none.found_rate == 0 and none.failure_rate == 0 and np.all(none.coverages == 0)
+    assert np.all(np.isnan(none.risks))
+
+
+def test_guarantee_failure_rate_bad_inputs():
+    s, ok = np.arange(10.0), np.ones(10, bool)
+    for bad in (0, 1, 1.5, -0.2, 0.01, 0.99):  # 0.01 and 0.99 of 10 samples leave a part empty
+        with pytest.raises(ValueError, match="calibration_fraction"):
+            selective.guarantee_failure_rate(s, ok, 0.1, 0.1, calibration_fraction=bad)
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="n_splits"):
+            selective.guarantee_failure_rate(s, ok, 0.1, 0.1, n_splits=bad)
+    with pytest.raises(ValueError, match="target_risk"):
+        selective.guarantee_failure_rate(s, ok, 0.0, 0.1)
+    with pytest.raises(ValueError, match="delta"):
+        selective.guarantee_failure_rate(s, ok, 0.1, 1.5)

@@ -11,6 +11,8 @@
   calibration split and evaluated on another; AUROC with a stated direction (higher = more suspicious);
 * :mod:`.fusion`: :class:`FusedDetector`, a logistic regression over several signals;
 * :mod:`.adaptive`: :func:`adaptive_pgd`, the attacker who knows the entropy monitor;
+* :mod:`.controls`: harmless perturbations of an attack's size (random signs, norm-matched Gaussian
+  noise) and what an adaptive attacker wins at a deployed threshold (fooled and unflagged);
 * :mod:`.calibration`: reliability table, expected calibration error (equal-width bins closed on the
   right), temperature scaling fitted on a held-out split.
 
@@ -27,6 +29,7 @@ from .activation_entropy import (DEFAULT_BINS, DEFAULT_QUANTILE, ActivationMonit
                                  histogram_entropy_per_sample, predictive_entropy, resolve_layers, run_monitor)
 from .calibration import (TEMPERATURE_RANGE, apply_temperature, confidence_and_correct, expected_calibration_error,
                           fit_temperature, negative_log_likelihood, reliability_table)
+from .controls import fooled_and_unflagged, gaussian_noise_like, random_sign_noise
 from .fusion import FusedDetector, stack_signals
 from .metrics import aupr_in, aupr_out, auroc, evaluate_scores, fpr_at_tpr, roc_curve, threshold_at_tpr
 from .reconstruction import reconstruction_error, reconstruction_score, train_autoencoder
@@ -48,6 +51,7 @@ __all__ = ["SCORES", "as_logits", "max_logit", "max_softmax", "entropy", "neg_en
            "best_orientation_auroc", "misclassification_auroc", "detection_report",
            "FusedDetector", "stack_signals",
            "soft_histogram_counts", "soft_histogram_entropy", "margin_loss", "adaptive_pgd", "ATTACK_LOSSES",
+           "random_sign_noise", "gaussian_noise_like", "fooled_and_unflagged",
            # calibration
            "reliability_table", "expected_calibration_error", "confidence_and_correct", "negative_log_likelihood",
            "fit_temperature", "apply_temperature", "TEMPERATURE_RANGE"]
