@@ -5,7 +5,7 @@ its first layer (:class:`Normalize`), so attacks, OOD scores and widgets never d
 normalised pixels.  Classifiers return logits ``(N, num_classes)``.
 
 * :mod:`.classifiers`: :class:`SimpleCNN` (the plain baseline), :class:`FastNet` (a fast
-  airbench-style CIFAR-10 network for CPUs);
+  airbench-style CIFAR-10 network for CPUs), :class:`GrayscaleCNN` (28x28 greyscale: Fashion-MNIST);
 * :mod:`.autoencoder`: :class:`ConvAutoencoder`, the reconstruction model of the OOD detector;
 * :mod:`.layers`: depthwise-separable, grouped-convolution and squeeze-and-excitation blocks (2D/3D);
 * :mod:`.mobilenet`: :class:`MobileNetV2` (torchvision's, adapted to 32x32 or resized inside the
@@ -22,19 +22,20 @@ from __future__ import annotations
 from torch import nn
 
 from .autoencoder import ConvAutoencoder
-from .classifiers import CIFAR10_MEAN, CIFAR10_STD, FastNet, Normalize, SimpleCNN
+from .classifiers import CIFAR10_MEAN, CIFAR10_STD, FastNet, GrayscaleCNN, Normalize, SimpleCNN
 from .cost import Latency, count_parameters, flops_per_image, measure_latency
 from .hybrid import HybridCNN
 from .layers import DepthwiseSeparableConv, GroupedConvBlock, SqueezeExcitation
 from .mobilenet import MobileNetV2, PretrainedWeightsMissing, mobilenet_v2
 
-__all__ = ["Normalize", "SimpleCNN", "FastNet", "ConvAutoencoder", "MODELS", "build", "CIFAR10_MEAN", "CIFAR10_STD",
+__all__ = ["Normalize", "SimpleCNN", "FastNet", "GrayscaleCNN", "ConvAutoencoder", "MODELS", "build", "CIFAR10_MEAN", "CIFAR10_STD",
            "DepthwiseSeparableConv", "GroupedConvBlock", "SqueezeExcitation", "MobileNetV2", "mobilenet_v2",
            "PretrainedWeightsMissing", "HybridCNN", "count_parameters", "flops_per_image", "measure_latency", "Latency"]
 
 MODELS: dict[str, type[nn.Module]] = {
     "simple_cnn": SimpleCNN,
     "fastnet": FastNet,
+    "grayscale_cnn": GrayscaleCNN,
     "autoencoder": ConvAutoencoder,
     "mobilenet_v2": MobileNetV2,
     "hybrid_cnn": HybridCNN,

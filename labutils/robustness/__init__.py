@@ -4,14 +4,20 @@
   (:func:`correct_vs_eps`), under one attack (:func:`adversarial_accuracy`), and over PGD's
   steps, step sizes and restarts (:func:`pgd_accuracy_grid`);
 * :mod:`.targeted`: targeted attacks per (source, target) class pair;
-* :mod:`.masking`: sanity checks against gradient masking.
+* :mod:`.masking`: sanity checks against gradient masking;
+* :mod:`.smoothing`: certified L2 robustness by randomized smoothing (Cohen et al. 2019), batched
+  PREDICT / CERTIFY, certified accuracy and both average-radius definitions.
 
-Later: certified robustness by randomized smoothing, and robustness as time to failure.
+Later: robustness as time to failure.
 """
 from .curves import (accuracy_curve, adversarial_accuracy, adversarial_examples, correct_mask, correct_vs_eps,
                      pgd_accuracy_grid, predictions)
 from .masking import gradient_masking_checks
+from .smoothing import (ABSTAIN, Certificate, SmoothedClassifier, average_certified_radius, certified_accuracy,
+                        certified_radius, clopper_pearson_lower, radius_definitions)
 from .targeted import correct_per_class, targeted_success_matrix
 
 __all__ = ["accuracy_curve", "adversarial_accuracy", "adversarial_examples", "correct_vs_eps", "pgd_accuracy_grid", "correct_mask",
-           "predictions", "correct_per_class", "targeted_success_matrix", "gradient_masking_checks"]
+           "predictions", "correct_per_class", "targeted_success_matrix", "gradient_masking_checks",
+           "SmoothedClassifier", "Certificate", "ABSTAIN", "clopper_pearson_lower", "certified_radius",
+           "certified_accuracy", "average_certified_radius", "radius_definitions"]
