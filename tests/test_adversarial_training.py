@@ -432,3 +432,36 @@ def test_free_update_ignores_pixels_held_by_the_clip(tiny_set):
     assert torch.equal(step.delta[held], first[held])
     assert not torch.equal(step.delta[~held], first[~held])  # the others did move
     assert step.delta.abs().max() <= EPS + 1e-7 and torch.equal(x, x_before)
+
+
+# --- Gaussian noise augmentation (the base classifier of randomized smoothing) --------------------------------------
+
+def test_gaussian_noise_mode_trains_on_noisy_images(tiny_set):
+    from labutils.training.steps import GaussianNoiseStep
+
+    cfg = dataclasses.replace(TINY, mode="gaussian", noise_sigma=0.5, overfit_check=None)
+    model = models.FastNet(widths=(8, 16, 16)).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    step = GaussianNoiseStep(model, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0), cfg, None,
+                             torch.device("cpu"))
+    seen = {}
+    step.update = lambda z, y: (seen.update(x=z.detach().clone()), (model(z).detach(), torch.zeros(()), None))[1]
+    x = data.to_float(tiny_set[0][:64])
+    x_before = x.clone()
+    step(x, tiny_set[1][:64])
+    noise = seen["x"] - x
+    assert torch.equal(x, x_before)
+    assert abs(float(noise.std()) - 0.5) < 0.01 and abs(float(noise.mean())) < 0.01  # N(0, 0.25), not clipped
+    assert float(seen["x"].min()) < 0 and float(seen["x"].max()) > 1
+    _, result = _fit("gaussian", tiny_set, noise_sigma=0.25, overfit_check=None)
+    assert result.passes == {"forward": 2 * 256, "backward": 2 * 256}  # one pass per image, like standard
+    assert "noise_sigma" in training.TrainConfig(mode="gaussian").to_dict()
+    assert "noise_sigma" not in training.TrainConfig().to_dict()
+
+
+@pytest.mark.parametrize("value", [0.0, -0.1, float("inf")])
+def test_gaussian_noise_sigma_must_be_positive(value):
+    with pytest.raises(ValueError, match="noise_sigma must be a positive number"):
+        training.TrainConfig(mode="gaussian", noise_sigma=value)
+    with pytest.raises(ValueError, match="mode 'fast_fgsm' does not read noise_sigma"):
+        training.TrainConfig(mode="fast_fgsm", noise_sigma=0.5)

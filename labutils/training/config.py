@@ -24,6 +24,7 @@ _MODE_SETTINGS: dict[str, tuple[str, ...]] = {
     "fast_fgsm": ("eps", "alpha", "random_start", "overfit_check"),
     "free": ("eps", "alpha", "replays", "overfit_check"),
     "pgd": ("eps", "alpha", "attack_steps", "overfit_check"),
+    "gaussian": ("noise_sigma",),
 }
 TRAINING_MODES = tuple(_MODE_SETTINGS)
 ADVERSARIAL_MODES = ("fgsm", "fast_fgsm", "free", "pgd")
@@ -65,7 +66,9 @@ class TrainConfig:
             al. 2019: each batch replayed ``replays`` times, one backward pass giving both the weight
             and the perturbation update; ``epochs / replays`` passes over the data (``epochs`` must be
             a multiple of ``replays``), so the cost is standard training's) or ``"pgd"`` (Madry et al. 2018: ``attack_steps`` PGD steps of
-            ``alpha``, default eps / 4, from a random start).
+            ``alpha``, default eps / 4, from a random start) or ``"gaussian"`` (Gaussian noise
+            augmentation of standard deviation ``noise_sigma``, Cohen et al. 2019: the base classifier
+            of randomized smoothing).
         eps: Linf budget of the adversarial modes on the [0, 1] pixel scale (8/255 ~ 0.031).
         alpha: step size of the attack (None: the mode's published default, see :meth:`step_size`).
         random_start: fast FGSM's uniform start in the eps-ball (False: plain FGSM from the image,
@@ -78,6 +81,8 @@ class TrainConfig:
             adversarial modes, none in standard training.  Set it to the same number in a standard
             run and the adversarial runs it is compared with, and all of them hold out the same images
             (a sample seeded by ``seed``) and train on the same set.
+        noise_sigma: standard deviation of mode ``"gaussian"``'s noise on the ``[0, 1]`` pixel scale (the
+            smoothing sigma the model will be certified with, e.g. 0.25).
         seed: seeds the initial weights (:func:`~labutils.training.get_or_train` seeds the global
             generators with it before building the model), the shuffling and augmentation, the
             whitening sample and, through the global generators, dropout during :func:`fit`.
@@ -109,6 +114,7 @@ class TrainConfig:
     replays: int = 2
     adv_fraction: float = 0.5
     overfit_check: int | None = None
+    noise_sigma: float = 0.25
     seed: int = 0
 
     def __post_init__(self):
@@ -142,6 +148,8 @@ class TrainConfig:
             (self.attack_steps >= 1, "attack_steps must be >= 1"),
             (self.replays >= 1, "replays must be >= 1"),
             (0 < self.adv_fraction <= 1, "adv_fraction must be in (0, 1]"),
+            (isinstance(self.noise_sigma, (int, float)) and 0 < self.noise_sigma < float("inf"),
+             f"noise_sigma must be a positive number (pixel scale [0, 1], e.g. 0.25), got {self.noise_sigma!r}"),
             (self.overfit_check is None or self.overfit_check >= 0,
              "overfit_check must be None or >= 0 (0: no catastrophic-overfitting check)"),
         ]

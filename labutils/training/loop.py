@@ -8,7 +8,7 @@ continues from its last completed epoch with the same weights, optimiser, schedu
 streams, so the result is the one an uninterrupted run gives.
 
 What each optimiser step trains on is the config's ``mode`` (:mod:`.steps`, :mod:`.adversarial`:
-standard, FGSM-augmented, fast FGSM, free and PGD adversarial training); every run counts the
+standard, FGSM-augmented, fast FGSM, free and PGD adversarial training, Gaussian noise augmentation); every run counts the
 images it sends forward and backward, and the adversarial modes check for catastrophic
 overfitting after each epoch.  Other per-batch changes plug in through ``batch_hook(model, x, y)
 -> (x, y)``, which may replace each batch before the step; the modes of the model's submodules
@@ -32,7 +32,7 @@ from .adversarial import ADVERSARIAL_STEPS, detect_catastrophic_overfitting, rob
 from .config import BatchHook, TrainConfig, TrainResult
 from .inference import evaluate
 from .optim import make_optimizer, make_scheduler
-from .steps import StandardStep, Step
+from .steps import GaussianNoiseStep, StandardStep, Step
 
 __all__ = ["fit"]
 
@@ -150,7 +150,7 @@ def fit(
 
 
 #: The step of each training mode.
-_STEPS: dict[str, type[Step]] = {"standard": StandardStep, **ADVERSARIAL_STEPS}
+_STEPS: dict[str, type[Step]] = {"standard": StandardStep, "gaussian": GaussianNoiseStep, **ADVERSARIAL_STEPS}
 
 
 def _hold_out_check_set(images, labels, cfg: TrainConfig):

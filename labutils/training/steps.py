@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..runtime import autocast
+from ..runtime import autocast, channels_last
 from .config import TrainConfig
 
-__all__ = ["PassCounter", "Step", "StandardStep"]
+__all__ = ["PassCounter", "Step", "StandardStep", "GaussianNoiseStep"]
 
 
 class PassCounter:
@@ -97,3 +97,16 @@ class StandardStep(Step):
     def __call__(self, x, y):
         out, loss, _ = self.update(x, y)
         return self.summary(out, loss, y)
+
+
+class GaussianNoiseStep(Step):
+    """Gaussian noise augmentation (Cohen et al. 2019), the training of a base classifier for randomized
+    smoothing: train on ``x + N(0, noise_sigma^2)`` per pixel, on the ``[0, 1]`` scale and not clipped, as
+    the smoothed classifier will see it.  One forward and one backward pass per image.  The noise comes
+    from the global generator, whose state the resumable checkpoint keeps."""
+
+    def __call__(self, x, y):
+        noise = torch.randn(x.shape, device=x.device, dtype=x.dtype).mul_(self.cfg.noise_sigma)
+        out, loss, _ = self.update(channels_last(x + noise), y)
+        return self.summary(out, loss, y)
+
