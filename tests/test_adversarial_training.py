@@ -155,7 +155,7 @@ def test_fast_fgsm_examples_stay_in_the_ball_and_in_range(tiny_set):
     seen = {}
     x = data.to_float(tiny_set[0][:16])
     x_before = x.clone()
-    step.update = lambda z, y: (seen.update(x=z.detach().clone()), (model(z).detach(), torch.zeros(()), None))[1]
+    step.update = lambda z, y: (seen.update(x=z.detach().clone()), (model(z).detach(), torch.zeros(())))[1]
     step(x, tiny_set[1][:16])
     assert torch.equal(x, x_before)
     delta = seen["x"] - x
@@ -175,7 +175,7 @@ def test_fgsm_augmented_batch_mixes_clean_and_adversarial(tiny_set):
     step = adversarial.FGSMAugmentedStep(model, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0), cfg,
                                          None, torch.device("cpu"))
     seen = {}
-    step.update = lambda z, y: (seen.update(x=z.detach().clone()), (model(z).detach(), torch.zeros(()), None))[1]
+    step.update = lambda z, y: (seen.update(x=z.detach().clone()), (model(z).detach(), torch.zeros(())))[1]
     x = data.to_float(tiny_set[0][:16])
     step(x, tiny_set[1][:16])
     changed = (seen["x"] - x).flatten(1).abs().amax(1)
@@ -445,7 +445,7 @@ def test_gaussian_noise_mode_trains_on_noisy_images(tiny_set):
     step = GaussianNoiseStep(model, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0), cfg, None,
                              torch.device("cpu"))
     seen = {}
-    step.update = lambda z, y: (seen.update(x=z.detach().clone()), (model(z).detach(), torch.zeros(()), None))[1]
+    step.update = lambda z, y: (seen.update(x=z.detach().clone()), (model(z).detach(), torch.zeros(())))[1]
     x = data.to_float(tiny_set[0][:64])
     x_before = x.clone()
     step(x, tiny_set[1][:64])

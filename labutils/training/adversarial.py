@@ -78,7 +78,7 @@ class FGSMAugmentedStep(_AttackingStep):
         with torch.no_grad():
             x_adv = (x[:k] + self.cfg.eps * g.sign()).clamp_(0, 1)
             x = torch.cat([x_adv, x[k:]]) if k < x.shape[0] else x_adv
-        out, loss, _ = self.update(channels_last(x), y)
+        out, loss = self.update(channels_last(x), y)
         return self.summary(out, loss, y)
 
 
@@ -91,7 +91,7 @@ class FastFGSMStep(_AttackingStep):
         g = self.input_grad(x + delta, y)
         with torch.no_grad():
             x_adv = x + self.project(x, delta + self.cfg.step_size() * g.sign())
-        out, loss, _ = self.update(x_adv, y)
+        out, loss = self.update(x_adv, y)
         return self.summary(out, loss, y)
 
 
@@ -105,7 +105,7 @@ class PGDStep(_AttackingStep):
             g = self.input_grad(x + delta, y)
             with torch.no_grad():
                 delta = self.project(x, delta + alpha * g.sign())
-        out, loss, _ = self.update(x + delta, y)
+        out, loss = self.update(x + delta, y)
         return self.summary(out, loss, y)
 
 
@@ -130,7 +130,7 @@ class FreeStep(Step):
         n = 0
         for _ in range(self.cfg.replays):
             delta = self.delta[: x.shape[0]].detach().clone().requires_grad_(True)
-            out, loss, _ = self.update(channels_last((x + delta).clamp(0, 1)), y)
+            out, loss = self.update(channels_last((x + delta).clamp(0, 1)), y)
             with torch.no_grad():
                 self.delta[: x.shape[0]] = (delta + alpha * delta.grad.sign()).clamp_(-eps, eps)
             s, c, k = self.summary(out, loss, y)

@@ -61,11 +61,11 @@ class Step:
             return F.mse_loss(out, x)
         return F.cross_entropy(out, y, label_smoothing=self.cfg.label_smoothing)
 
-    def update(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Forward, loss, backward, optimiser and schedule step on ``(x, y)``; returns (logits, loss, x.grad or None).
+    def update(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward, loss, backward, optimiser and schedule step on ``(x, y)``; returns (logits, loss), detached.
 
-        ``x.grad`` is there when ``x`` is a leaf that requires grad; a step that needs the gradient with
-        respect to something upstream of ``x`` (free training's perturbation) reads it from that leaf."""
+        A step that needs an input gradient from the same backward pass (free training's perturbation)
+        builds ``x`` from a leaf that requires grad and reads the leaf's ``.grad`` afterwards."""
         out = self.logits(x)
         loss = self.loss(out, x, y)
         self.opt.zero_grad(set_to_none=True)
@@ -74,7 +74,7 @@ class Step:
         self.lr = self.opt.param_groups[0]["lr"]
         self.opt.step()
         self.schedule.step()
-        return out.detach(), loss.detach(), x.grad if x.is_leaf else None
+        return out.detach(), loss.detach()
 
     def summary(self, out: torch.Tensor, loss: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
         n = out.shape[0]
@@ -95,7 +95,7 @@ class StandardStep(Step):
     """Train on the batch as it is: one forward and one backward pass per image."""
 
     def __call__(self, x, y):
-        out, loss, _ = self.update(x, y)
+        out, loss = self.update(x, y)
         return self.summary(out, loss, y)
 
 
@@ -107,6 +107,6 @@ class GaussianNoiseStep(Step):
 
     def __call__(self, x, y):
         noise = torch.randn(x.shape, device=x.device, dtype=x.dtype).mul_(self.cfg.noise_sigma)
-        out, loss, _ = self.update(channels_last(x + noise), y)
+        out, loss = self.update(channels_last(x + noise), y)
         return self.summary(out, loss, y)
 

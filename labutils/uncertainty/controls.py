@@ -23,29 +23,12 @@ from __future__ import annotations
 
 import torch
 
+from ..attacks.checks import check_eps
+from ..data import check_images
+
 __all__ = ["random_sign_noise", "gaussian_noise_like", "fooled_and_unflagged"]
 
 _DIRECTIONS = ("above", "below")
-
-
-def _check_images(x: torch.Tensor) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-        raise TypeError("x must be a floating-point tensor of images in [0, 1], shape (N, ...).")
-    if x.dim() < 2:
-        raise ValueError(f"x must have a batch dimension and at least one more, got shape {tuple(x.shape)}.")
-    return x
-
-
-def _per_sample(eps, x: torch.Tensor) -> torch.Tensor:
-    """``eps`` (a number or ``(N,)``) as an ``(N, 1, ..., 1)`` tensor in ``x``'s dtype and device, checked in [0, 1]."""
-    e = torch.as_tensor(eps, dtype=x.dtype, device=x.device)
-    if e.dim() == 0:
-        e = e.expand(x.shape[0])
-    if e.shape != (x.shape[0],):
-        raise ValueError(f"eps must be a number or a tensor of shape ({x.shape[0]},), got shape {tuple(e.shape)}.")
-    if not bool(torch.isfinite(e).all()) or bool((e < 0).any()) or bool((e > 1).any()):
-        raise ValueError("eps must be in [0, 1] (the [0, 1] pixel scale, e.g. 8/255).")
-    return e.reshape(-1, *([1] * (x.dim() - 1)))
 
 
 def _draw(kind: str, shape, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -66,7 +49,7 @@ def random_sign_noise(x: torch.Tensor, eps, generator: torch.Generator | None = 
     exactly ``eps``; at the borders clipping makes it smaller.
 
     Args:
-        x: float images ``(N, C, H, W)`` (any ``(N, ...)``) in ``[0, 1]``; not modified.
+        x: float images ``(N, C, H, W)`` (or volumes ``(N, C, D, H, W)``) in ``[0, 1]``; not modified.
         eps: Linf size on the ``[0, 1]`` pixel scale (e.g. ``8/255``), a number or ``(N,)``, in ``[0, 1]``.
         generator: optional ``torch.Generator``; the signs are drawn on its device, then moved to ``x``'s.
 
@@ -74,8 +57,10 @@ def random_sign_noise(x: torch.Tensor, eps, generator: torch.Generator | None = 
         A new tensor with the shape, dtype and device of ``x``, in ``[0, 1]``, with
         ``|out - x| <= eps`` entry by entry.
     """
-    x = _check_images(x)
-    e = _per_sample(eps, x)
+    check_images(x, name="x", volumes=True)
+    e = check_eps(eps, x.shape[0], "linf", x[0].numel())
+    if isinstance(e, torch.Tensor):  # one budget per image
+        e = e.to(x.device, x.dtype).reshape(-1, *([1] * (x.dim() - 1)))
     return (x + e * _draw("sign", x.shape, x, generator)).clamp(0, 1)
 
 
@@ -89,7 +74,7 @@ def gaussian_noise_like(x: torch.Tensor, reference_delta: torch.Tensor,
     at most the reference's.
 
     Args:
-        x: float images ``(N, ...)`` in ``[0, 1]``; not modified.
+        x: float images ``(N, C, H, W)`` (or volumes ``(N, C, D, H, W)``) in ``[0, 1]``; not modified.
         reference_delta: a perturbation of the same shape ``(N, ...)`` (e.g. ``x_adv - x``), on the
             ``[0, 1]`` pixel scale; only its per-image L2 norms are used; not modified.
         generator: optional ``torch.Generator``; the noise is drawn on its device, then moved to ``x``'s.
@@ -98,7 +83,7 @@ def gaussian_noise_like(x: torch.Tensor, reference_delta: torch.Tensor,
         A new tensor with the shape, dtype and device of ``x``, in ``[0, 1]``, with
         ``||out_i - x_i||_2 <= ||reference_delta_i||_2``.
     """
-    x = _check_images(x)
+    check_images(x, name="x", volumes=True)
     if not isinstance(reference_delta, torch.Tensor) or reference_delta.shape != x.shape:
         raise ValueError(f"reference_delta must be a tensor of the shape of x {tuple(x.shape)}, got "
                          f"{tuple(getattr(reference_delta, 'shape', ()))}.")
