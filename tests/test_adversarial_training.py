@@ -465,3 +465,75 @@ def test_gaussian_noise_sigma_must_be_positive(value):
         training.TrainConfig(mode="gaussian", noise_sigma=value)
     with pytest.raises(ValueError, match="mode 'fast_fgsm' does not read noise_sigma"):
         training.TrainConfig(mode="fast_fgsm", noise_sigma=0.5)
+
+
+# --- L2 adversarial training (attack_norm="l2") ---------------------------------------------------------------------
+
+def _seen_batch(step_cls, cfg, x, y):
+    model = models.FastNet(widths=(8, 16, 16)).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    step = step_cls(model, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0), cfg, None, torch.device("cpu"))
+    seen = {}
+    step.update = lambda z, t: (seen.update(x=z.detach().clone()), (model(z).detach(), torch.zeros(())))[1]
+    step(x, y)
+    return seen["x"]
+
+
+def test_l2_fgm_augmented_batch_steps_the_full_radius_along_the_gradient(tiny_set):
+    cfg = dataclasses.replace(TINY, mode="fgsm", attack_norm="l2", eps=1.5, adv_fraction=0.5)
+    x = data.to_float(tiny_set[0][:16])
+    x_before = x.clone()
+    z = _seen_batch(adversarial.FGSMAugmentedStep, cfg, x, tiny_set[1][:16])
+    assert torch.equal(x, x_before)
+    norms = (z - x).flatten(1).norm(dim=1)
+    assert torch.all(norms[8:] == 0) and torch.all(norms[:8] <= 1.5 + 1e-4)
+    assert float(norms[:8].min()) > 0.5  # the clip to [0, 1] shortens the step, it does not cancel it
+    assert z.min() >= 0 and z.max() <= 1
+    g = torch.randn(4, 3, 32, 32)
+    assert torch.allclose(adversarial.steepest_ascent(g, "l2").flatten(1).norm(dim=1), torch.ones(4), atol=1e-5)
+    assert torch.equal(adversarial.steepest_ascent(g, "linf"), g.sign())
+
+
+def test_l2_pgd_training_examples_stay_in_the_l2_ball(tiny_set):
+    cfg = dataclasses.replace(TINY, mode="pgd", attack_norm="l2", eps=1.0, attack_steps=3)
+    assert cfg.step_size() == 0.25
+    x = data.to_float(tiny_set[0][:16])
+    z = _seen_batch(adversarial.PGDStep, cfg, x, tiny_set[1][:16])
+    norms = (z - x).flatten(1).norm(dim=1)
+    assert float(norms.max()) <= 1.0 + 1e-4 and float(norms.min()) > 0.3
+    assert z.min() >= 0 and z.max() <= 1
+    assert float((z - x).abs().max()) > 8 / 255  # an L2 step moves some pixels far more than an Linf budget
+
+
+def test_l2_settings_and_identity():
+    linf = training.TrainConfig(mode="pgd")
+    assert "attack_norm" not in linf.to_dict()  # the default keeps every earlier run's cache key
+    l2 = training.TrainConfig(mode="pgd", attack_norm="l2", eps=2.0)
+    assert l2.to_dict()["attack_norm"] == "l2" and l2.to_dict() != linf.to_dict()
+    with pytest.raises(ValueError, match="eps must be in \\[0, 1\\] for attack_norm 'linf'"):
+        training.TrainConfig(mode="pgd", eps=2.0)
+    with pytest.raises(ValueError, match="attack_norm must be 'linf' or 'l2'"):
+        training.TrainConfig(mode="pgd", attack_norm="l1")
+    with pytest.raises(ValueError, match="mode 'fast_fgsm' does not read attack_norm"):
+        training.TrainConfig(mode="fast_fgsm", attack_norm="l2")
+
+
+def test_l2_robust_accuracy_check_agrees_with_the_evaluation_attacks(small_model, cifar_small):
+    _, (xt, yt) = cifar_small
+    x, y = data.to_float(xt[:64]), yt[:64]
+    check = training.robust_accuracy_check(small_model, x, y, 0.5, seed=5, norm="l2")
+
+    def acc(z):
+        return float((training.predict_logits(small_model, z).argmax(1) == y).float().mean())
+
+    fgm = attacks.pgd(small_model, x, y, 0.5, 0.5, 1, norm="l2", random_start=False)
+    assert abs(check["check_fgsm_acc"] - acc(fgm)) <= 1 / 64
+    pgd = attacks.pgd(small_model, x, y, 0.5, 0.125, 10, norm="l2", random_start=False)
+    assert check["check_pgd_acc"] <= check["check_fgsm_acc"] + 2 / 64
+    assert abs(check["check_pgd_acc"] - acc(pgd)) <= 4 / 64  # other start (random vs none), same attack
+
+
+def test_l2_fgm_run_checks_itself_in_l2(tiny_set):
+    model, result = _fit("fgsm", tiny_set, attack_norm="l2", eps=0.5)
+    assert result.passes["forward"] == 2 * (256 + 128)  # half of each batch attacked: 1.5 passes per image
+    assert all(0 <= h["check_pgd_acc"] <= 1 for h in result.history) and not model.training

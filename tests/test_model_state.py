@@ -64,6 +64,7 @@ OPERATIONS = {
     "targeted matrix": lambda m, x, y: robustness.targeted_success_matrix(m, x, y, "fgsm", eps=4 / 255,
                                                                           num_classes=10, progress=False),
     "classifier scores": lambda m, x, y: uncertainty.classifier_scores(m, x),
+    "smoothing votes": lambda m, x, y: robustness.smoothing_votes(m, x[0], 0.25, 64, num_classes=10),
     "widget figure": lambda m, x, y: widgets.attack_figure(m, x[0], int(y[0]), eps=4 / 255,
                                                                class_names=[str(k) for k in range(10)]),
 }

@@ -66,6 +66,21 @@ REFERENCES: dict[str, tuple[float, str, str]] = {
     "06_hybrid_cnn_and_selective_classification/hybrid_pgd_acc": (0.10, "fraction", f"{_HYBRID}, PGD accuracy"),
     "06_hybrid_cnn_and_selective_classification/hybrid_selective_acc_98_7": (
         0.854, "fraction", f"{_HYBRID}, selective accuracy at 98.7 % coverage"),
+    "07_randomized_smoothing/standard_fgm_l2_5_acc": (
+        0.097, "fraction", f"{_REF_LAB}: MNIST-style CNN on MNIST, FGM at L2 radius 5 (ours: Fashion-MNIST)"),
+    "07_randomized_smoothing/standard_fgm_linf_03_acc": (
+        0.027, "fraction", f"{_REF_LAB}: MNIST-style CNN on MNIST, FGM at Linf radius 0.3 (ours: Fashion-MNIST)"),
+    "07_randomized_smoothing/l2_adv_clean_acc": (
+        0.9653, "fraction", f"{_REF_LAB}: the same CNN after L2 adversarial training, clean (MNIST)"),
+    "07_randomized_smoothing/l2_adv_fgm_l2_5_acc": (
+        0.9459, "fraction", f"{_REF_LAB}: the same CNN after L2 adversarial training, FGM at L2 radius 5 (MNIST)"),
+    "07_randomized_smoothing/standard_certified_per_10k": (
+        974, "count of 10,000", f"{_REF_LAB}: standard model, correct and certified by randomized smoothing (Cohen et "
+                                "al., 2019); sigma and n not stated"),
+    "07_randomized_smoothing/l2_adv_certified_per_10k": (
+        1870, "count of 10,000", f"{_REF_LAB}: adversarially trained model, correct and certified"),
+    "07_randomized_smoothing/noise_certified_per_10k": (
+        7684, "count of 10,000", f"{_REF_LAB}: noise-trained model, correct and certified"),
 }
 
 

@@ -11,7 +11,9 @@ normalised pixels.  Classifiers return logits ``(N, num_classes)``.
 * :mod:`.mobilenet`: :class:`MobileNetV2` (torchvision's, adapted to 32x32 or resized inside the
   model; ImageNet weights from torch's cache, a clear error offline);
 * :mod:`.hybrid`: :class:`HybridCNN` (MobileNetV2 backbone + SE + grouped/depthwise head; 3D mode);
-* :mod:`.cost`: parameter count, FLOPs per image, measured latency and throughput.
+* :mod:`.cost`: parameter count, FLOPs per image, measured latency and throughput;
+* :mod:`.dual_bn`: dual BatchNorm for AdvProp / EntProp (:func:`convert_to_dual_bn`, :func:`auxiliary_bn`,
+  :func:`to_single_bn`; evaluation always uses the main BatchNorm).
 
 :func:`build` makes a model from its registry name and keyword arguments; the checkpoint cache
 stores those two things to rebuild and check a model.  A new architecture is registered in
@@ -24,13 +26,16 @@ from torch import nn
 from .autoencoder import ConvAutoencoder
 from .classifiers import CIFAR10_MEAN, CIFAR10_STD, FastNet, GrayscaleCNN, Normalize, SimpleCNN
 from .cost import Latency, count_parameters, flops_per_image, measure_latency
+from .dual_bn import (DualBatchNorm, auxiliary_bn, convert_to_dual_bn, dual_bn_layers, main_bn_state_dict,
+                      to_single_bn)
 from .hybrid import HybridCNN
 from .layers import DepthwiseSeparableConv, GroupedConvBlock, SqueezeExcitation
 from .mobilenet import MobileNetV2, PretrainedWeightsMissing, mobilenet_v2
 
 __all__ = ["Normalize", "SimpleCNN", "FastNet", "GrayscaleCNN", "ConvAutoencoder", "MODELS", "build", "CIFAR10_MEAN", "CIFAR10_STD",
            "DepthwiseSeparableConv", "GroupedConvBlock", "SqueezeExcitation", "MobileNetV2", "mobilenet_v2",
-           "PretrainedWeightsMissing", "HybridCNN", "count_parameters", "flops_per_image", "measure_latency", "Latency"]
+           "PretrainedWeightsMissing", "HybridCNN", "count_parameters", "flops_per_image", "measure_latency", "Latency",
+           "DualBatchNorm", "convert_to_dual_bn", "auxiliary_bn", "to_single_bn", "main_bn_state_dict", "dual_bn_layers"]
 
 MODELS: dict[str, type[nn.Module]] = {
     "simple_cnn": SimpleCNN,

@@ -6,18 +6,25 @@
 * :mod:`.targeted`: targeted attacks per (source, target) class pair;
 * :mod:`.masking`: sanity checks against gradient masking;
 * :mod:`.smoothing`: certified L2 robustness by randomized smoothing (Cohen et al. 2019), batched
-  PREDICT / CERTIFY, certified accuracy and both average-radius definitions.
+  PREDICT / CERTIFY, certified accuracy, both average-radius definitions, one image's votes
+  (:func:`smoothing_votes`);
+* :mod:`.corruptions`: common corruptions at 5 severities in the spirit of CIFAR-10-C (Hendrycks &
+  Dietterich 2019), generated on the fly (:func:`corrupt`), accuracy per corruption and severity
+  (:func:`corruption_accuracy`), robust accuracy RA and EntProp's Hscore.
 
 Later: robustness as time to failure.
 """
+from .corruptions import (CORRUPTIONS, SEVERITY_PARAMS, corrupt, corruption_accuracy, hscore,
+                          robust_accuracy)
 from .curves import (accuracy_curve, adversarial_accuracy, adversarial_examples, correct_mask, correct_vs_eps,
                      pgd_accuracy_grid, predictions)
 from .masking import gradient_masking_checks
 from .smoothing import (ABSTAIN, Certificate, SmoothedClassifier, average_certified_radius, certified_accuracy,
-                        certified_radius, clopper_pearson_lower, radius_definitions)
+                        certified_radius, clopper_pearson_lower, radius_definitions, smoothing_votes)
 from .targeted import correct_per_class, targeted_success_matrix
 
 __all__ = ["accuracy_curve", "adversarial_accuracy", "adversarial_examples", "correct_vs_eps", "pgd_accuracy_grid", "correct_mask",
            "predictions", "correct_per_class", "targeted_success_matrix", "gradient_masking_checks",
            "SmoothedClassifier", "Certificate", "ABSTAIN", "clopper_pearson_lower", "certified_radius",
-           "certified_accuracy", "average_certified_radius", "radius_definitions"]
+           "certified_accuracy", "average_certified_radius", "radius_definitions", "smoothing_votes",
+           "CORRUPTIONS", "SEVERITY_PARAMS", "corrupt", "corruption_accuracy", "robust_accuracy", "hscore"]

@@ -23,7 +23,8 @@ and so the same certificate, whether it is certified alone or in a batch, at any
 and different images get independent noise.
 
 What a certificate is worth (:func:`certified_accuracy`, :func:`average_certified_radius`) is
-measured against the labels.
+measured against the labels.  :func:`smoothing_votes` gathers one image's noisy copies and votes for
+a figure (notebook 07's explorer).
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ from ..data import check_images
 from ..runtime import autocast, autocast_dtype, frozen_eval, model_dtype_device
 
 __all__ = ["SmoothedClassifier", "Certificate", "ABSTAIN", "NOISE_BLOCK", "clopper_pearson_lower", "certified_radius",
-           "certified_accuracy", "average_certified_radius", "radius_definitions"]
+           "certified_accuracy", "average_certified_radius", "radius_definitions", "smoothing_votes"]
 
 #: The class reported when the smoothed classifier abstains.
 ABSTAIN = -1
@@ -200,14 +201,37 @@ class SmoothedClassifier:
                     if fill + b > capacity:
                         flush()
                         fill = 0
-                    block = buf[fill:fill + b]
-                    block.normal_(0.0, self.sigma, generator=gen).add_(x[i])
+                    self._noisy_copies(buf[fill:fill + b], x[i], gen)
                     owner[fill:fill + b] = i
                     fill += b
                 bar.update(1)
             if fill:
                 flush()
         return counts.view(num, k).cpu()
+
+    def _noisy_copies(self, block: torch.Tensor, image: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Fill ``block`` ``(b, C, H, W)`` with ``image + N(0, sigma^2)`` noise drawn from ``gen`` (the one place
+        where noise is drawn, so that :meth:`_first_noisy_copies` repeats :meth:`sample_counts`'s copies)."""
+        return block.normal_(0.0, self.sigma, generator=gen).add_(image)
+
+    def _first_noisy_copies(self, image: torch.Tensor, count: int, n: int, *, stage: str = "predict") -> torch.Tensor:
+        """The first ``count`` of the ``n`` noisy copies :meth:`sample_counts` votes on for one image.
+
+        ``image``: float ``(C, H, W)`` in ``[0, 1]``; ``1 <= count <= min(n, NOISE_BLOCK)``.  Returns float32
+        ``(count, C, H, W)`` on the CPU, not clipped: exactly the inputs of the base classifier's first
+        forward pass in ``sample_counts(image[None], n, stage=stage)``.
+        """
+        x = self._check_x(image[None])
+        n, count = _positive_int(n, "n"), _positive_int(count, "count")
+        if count > min(n, NOISE_BLOCK):
+            raise ValueError(f"count must be at most min(n, {NOISE_BLOCK}) = {min(n, NOISE_BLOCK)}, got {count}.")
+        if stage not in _STAGES:
+            raise ValueError(f"stage must be one of {', '.join(_STAGES)}, got {stage!r}.")
+        dtype, device = model_dtype_device(self.base, x)
+        x = x.to(device, dtype)
+        gen = torch.Generator(device=device).manual_seed(self._keys(x, stage)[0])
+        block = torch.empty((min(n, NOISE_BLOCK), *x.shape[1:]), dtype=dtype, device=device)
+        return self._noisy_copies(block, x[0], gen)[:count].to("cpu", torch.float32)
 
     @staticmethod
     def _check_x(x: torch.Tensor) -> torch.Tensor:
@@ -228,13 +252,7 @@ class SmoothedClassifier:
         """
         _check_alpha(alpha)
         counts = self.sample_counts(x, n, batch_size=batch_size, stage="predict", progress=progress)
-        top2 = counts.topk(2, dim=1)
-        n_a, n_b = top2.values[:, 0].tolist(), top2.values[:, 1].tolist()
-        out = top2.indices[:, 0].clone()
-        for i, (a, b) in enumerate(zip(n_a, n_b)):
-            if stats.binomtest(a, a + b, 0.5).pvalue > alpha:
-                out[i] = ABSTAIN
-        return out
+        return _binomial_test_prediction(counts, alpha)
 
     def certify(self, x: torch.Tensor, n0: int, n: int, alpha: float, batch_size: int = 1024, *,
                 progress: bool = False) -> Certificate:
@@ -261,6 +279,18 @@ class SmoothedClassifier:
                            n0=n0, n=n, alpha=float(alpha), sigma=self.sigma)
 
 
+def _binomial_test_prediction(counts: torch.Tensor, alpha: float) -> torch.Tensor:
+    """PREDICT's answer from int64 ``(N, K)`` votes: the top class, or :data:`ABSTAIN` unless the two-sided
+    binomial test of ``n_A`` out of ``n_A + n_B`` against 1/2 has p-value ``<= alpha``.  int64 ``(N,)``."""
+    top2 = counts.topk(2, dim=1)
+    n_a, n_b = top2.values[:, 0].tolist(), top2.values[:, 1].tolist()
+    out = top2.indices[:, 0].clone()
+    for i, (a, b) in enumerate(zip(n_a, n_b)):
+        if stats.binomtest(a, a + b, 0.5).pvalue > alpha:
+            out[i] = ABSTAIN
+    return out
+
+
 def _check_alpha(alpha: float) -> None:
     if not (isinstance(alpha, (int, float)) and 0 < alpha < 1):
         raise ValueError(f"alpha must be in (0, 1) (the probability that the answer is wrong, e.g. 0.001), "
@@ -271,6 +301,57 @@ def _positive_int(value, name: str) -> int:
     if isinstance(value, bool) or int(value) != value or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}.")
     return int(value)
+
+
+def smoothing_votes(base: nn.Module, image: torch.Tensor, sigma: float, n: int, *, num_classes: int,
+                    alpha: float = 0.001, n_show: int = 8, seed: int = 0) -> dict:
+    """One image's votes under noise, for a figure: what PREDICT answers and the radius the same votes suggest.
+
+    All numbers come from ONE sample of ``n`` noisy copies, PREDICT's (``stage="predict"`` of
+    :class:`SmoothedClassifier` with this ``seed``; ``predict`` returns the same class).  A real
+    certificate (:meth:`SmoothedClassifier.certify`) picks the class on ``n0`` selection copies and
+    bounds its probability on ``n`` other, independent ones; reusing the copies that chose the class,
+    as here, makes ``p_lower`` and ``radius`` illustrations, not certificates.  PREDICT's test and the
+    bound can disagree: with the votes split over three classes PREDICT may name a class while
+    ``p_lower < 0.5`` (radius 0), and where the top class only just clears one half the one-sided
+    bound may reach 0.5 (radius > 0) while the two-sided test still abstains.
+
+    Args:
+        base: classifier taking float images ``(N, C, H, W)`` and returning logits ``(N, num_classes)``;
+            run in eval mode, each submodule's mode and ``requires_grad`` restored.
+        image: ONE float image ``(C, H, W)`` in ``[0, 1]``; not modified.
+        sigma: noise standard deviation on the ``[0, 1]`` pixel scale (> 0, e.g. 0.25).
+        n: noisy copies voted on (>= 1).
+        num_classes: K (>= 2).
+        alpha: PREDICT's test level and the bound's ``1 - alpha`` confidence, in (0, 1).
+        n_show: noisy copies returned for display, ``1 <= n_show <= min(n, NOISE_BLOCK)``.
+        seed: seeds the noise (equal calls give equal results).
+
+    Returns:
+        ``{"copies", "counts", "prediction", "top", "p_lower", "radius", "n"}``: ``copies`` float32
+        ``(n_show, C, H, W)``, the first ``n_show`` of the ``n`` copies voted on (not clipped: values
+        leave ``[0, 1]``); ``counts`` int64 ``(K,)`` votes, summing to ``n``; ``prediction`` PREDICT's
+        class (int) or :data:`ABSTAIN`; ``top`` the most-voted class (int, lowest index on a tie);
+        ``p_lower`` the one-sided Clopper-Pearson lower bound at ``1 - alpha`` on ``top``'s share
+        (float in ``[0, 1]``); ``radius`` ``sigma * Phi^-1(p_lower)`` in L2 ``[0, 1]`` pixel units
+        (float, 0 where ``p_lower < 0.5``); ``n`` (int).
+    """
+    if not isinstance(image, torch.Tensor) or image.ndim != 3:
+        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise ValueError(f"image must be ONE image (C, H, W) in [0, 1], got {shape}.")
+    _check_alpha(alpha)
+    n, n_show = _positive_int(n, "n"), _positive_int(n_show, "n_show")
+    if n_show > min(n, NOISE_BLOCK):
+        raise ValueError(f"n_show must be at most min(n, {NOISE_BLOCK}) = {min(n, NOISE_BLOCK)}, got {n_show}.")
+    smoothed = SmoothedClassifier(base, num_classes, sigma, seed=seed)  # checks sigma and num_classes
+    counts = smoothed.sample_counts(image[None], n, stage="predict")
+    prediction = int(_binomial_test_prediction(counts, alpha)[0])
+    counts = counts[0]
+    top = int(counts.argmax())
+    p_lower = float(clopper_pearson_lower(int(counts[top]), n, alpha))
+    return {"copies": smoothed._first_noisy_copies(image, n_show, n, stage="predict"), "counts": counts,
+            "prediction": prediction, "top": top, "p_lower": p_lower,
+            "radius": float(certified_radius(p_lower, smoothed.sigma)), "n": n}
 
 
 # -- what certificates are worth ---------------------------------------------------------------------

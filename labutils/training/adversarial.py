@@ -1,6 +1,7 @@
 """Adversarial training modes of :func:`labutils.training.fit` and the catastrophic-overfitting check.
 
-Selected by ``TrainConfig(mode=...)``; budgets are Linf on the ``[0, 1]`` pixel scale.  Each mode
+Selected by ``TrainConfig(mode=...)``; budgets are on the ``[0, 1]`` pixel scale, Linf unless
+``attack_norm="l2"`` (modes ``"fgsm"`` and ``"pgd"``: steps along ``g / ||g||_2``, the L2 ball).  Each mode
 makes its training examples on the fly, with the model in training mode (BatchNorm uses the
 batch's statistics, as in the published implementations), and counts the images it sends
 forward and backward (an attack's backward pass, which computes only the input gradient, counts
@@ -40,11 +41,23 @@ from torch import nn
 from ..runtime import autocast, channels_last, frozen_eval
 from .steps import Step
 
-__all__ = ["FGSMAugmentedStep", "FastFGSMStep", "FreeStep", "PGDStep", "ADVERSARIAL_STEPS", "robust_accuracy_check",
+__all__ = ["steepest_ascent", "FGSMAugmentedStep", "FastFGSMStep", "FreeStep", "PGDStep", "ADVERSARIAL_STEPS", "robust_accuracy_check",
            "detect_catastrophic_overfitting", "CHECK_PGD_STEPS"]
 
 #: PGD steps of the per-epoch robustness check (step size eps / 4, one random start).
 CHECK_PGD_STEPS = 10
+
+
+def _per_image_l2(t: torch.Tensor) -> torch.Tensor:
+    """L2 norm of each image of ``t``, shaped ``(N, 1, ..., 1)`` to broadcast against it."""
+    return t.flatten(1).norm(dim=1).view(-1, *([1] * (t.ndim - 1)))
+
+
+def steepest_ascent(g: torch.Tensor, norm: str) -> torch.Tensor:
+    """The unit step that increases a linearised loss most: ``sign(g)`` (Linf) or ``g / ||g||_2`` per image (L2)."""
+    if norm == "linf":
+        return g.sign()
+    return g / (_per_image_l2(g) + 1e-10)
 
 
 class _AttackingStep(Step):
@@ -58,25 +71,37 @@ class _AttackingStep(Step):
         return g
 
     def random_delta(self, x: torch.Tensor) -> torch.Tensor:
-        """Uniform in the eps-ball, from the global generator (its state is in the resumable checkpoint)."""
+        """Uniform in the eps-ball, from the global generator (its state is in the resumable checkpoint).
+
+        L2: a Gaussian direction and radius ``eps * U^(1/d)`` (d = pixels per image), uniform in the ball."""
         eps = self.cfg.eps
-        return torch.rand(x.shape, device=x.device, dtype=x.dtype).mul_(2 * eps).sub_(eps)
+        if self.cfg.attack_norm == "linf":
+            return torch.rand(x.shape, device=x.device, dtype=x.dtype).mul_(2 * eps).sub_(eps)
+        direction = torch.randn(x.shape, device=x.device, dtype=x.dtype)
+        u = torch.rand((x.shape[0], *([1] * (x.ndim - 1))), device=x.device, dtype=x.dtype)
+        return direction / (_per_image_l2(direction) + 1e-12) * (u.pow(1.0 / x[0].numel()) * eps)
 
     def project(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-        """``delta`` clipped to the eps-ball and so that ``x + delta`` stays in [0, 1]."""
+        """``delta`` projected onto the eps-ball (Linf: clipped; L2: rescaled) and so that ``x + delta``
+        stays in [0, 1]."""
         eps = self.cfg.eps
-        return (x + delta.clamp(-eps, eps)).clamp_(0, 1) - x
+        if self.cfg.attack_norm == "linf":
+            delta = delta.clamp(-eps, eps)
+        else:
+            delta = delta * torch.clamp(eps / (_per_image_l2(delta) + 1e-12), max=1.0)
+        return (x + delta).clamp_(0, 1) - x
 
 
 class FGSMAugmentedStep(_AttackingStep):
     """FGSM-augmented batches: the first ``round(adv_fraction * B)`` images (the batch is shuffled)
-    become ``clip(x + eps * sign(grad_x CE), 0, 1)``, the rest stay clean."""
+    become ``clip(x + eps * sign(grad_x CE), 0, 1)``, the rest stay clean.  With ``attack_norm="l2"``
+    the step is ``eps * g / ||g||_2`` (the fast gradient method, FGM)."""
 
     def __call__(self, x, y):
         k = max(1, round(self.cfg.adv_fraction * x.shape[0]))
         g = self.input_grad(x[:k], y[:k])
         with torch.no_grad():
-            x_adv = (x[:k] + self.cfg.eps * g.sign()).clamp_(0, 1)
+            x_adv = (x[:k] + self.cfg.eps * steepest_ascent(g, self.cfg.attack_norm)).clamp_(0, 1)
             x = torch.cat([x_adv, x[k:]]) if k < x.shape[0] else x_adv
         out, loss = self.update(channels_last(x), y)
         return self.summary(out, loss, y)
@@ -96,15 +121,16 @@ class FastFGSMStep(_AttackingStep):
 
 
 class PGDStep(_AttackingStep):
-    """PGD adversarial training (Madry et al. 2018): ``attack_steps`` signed steps from a random start."""
+    """PGD adversarial training (Madry et al. 2018): ``attack_steps`` steps of ``alpha`` (signed, or
+    along ``g / ||g||_2`` with ``attack_norm="l2"``) from a random start, projected after each."""
 
     def __call__(self, x, y):
-        alpha = self.cfg.step_size()
+        alpha, norm = self.cfg.step_size(), self.cfg.attack_norm
         delta = self.project(x, self.random_delta(x))
         for _ in range(self.cfg.attack_steps):
             g = self.input_grad(x + delta, y)
             with torch.no_grad():
-                delta = self.project(x, delta + alpha * g.sign())
+                delta = self.project(x, delta + alpha * steepest_ascent(g, norm))
         out, loss = self.update(x + delta, y)
         return self.summary(out, loss, y)
 
@@ -151,10 +177,13 @@ ADVERSARIAL_STEPS: dict[str, type[Step]] = {
 
 
 def robust_accuracy_check(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *,
-                          amp: torch.dtype | None = None, steps: int = CHECK_PGD_STEPS, seed: int = 0) -> dict:
+                          amp: torch.dtype | None = None, steps: int = CHECK_PGD_STEPS, seed: int = 0,
+                          norm: str = "linf") -> dict:
     """Accuracy on ``(x, y)`` clean, under FGSM and under PGD (``steps`` steps of eps / 4, random start).
 
-    ``x``: float images ``(N, C, H, W)`` in [0, 1] on the model's device; ``eps`` Linf on that scale.
+    ``x``: float images ``(N, C, H, W)`` in [0, 1] on the model's device; ``eps`` on that scale, Linf or,
+    with ``norm="l2"``, an L2 radius (then FGSM is FGM, one step of ``eps`` along ``g / ||g||_2``, and
+    PGD steps along the normalised gradient and projects onto the L2 ball).
     The model runs in eval mode with frozen weights (modes restored); the random start is drawn from
     a generator seeded with ``seed``, so every epoch is checked against the same start.
 
@@ -178,12 +207,22 @@ def robust_accuracy_check(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ep
 
     with frozen_eval(model), torch.enable_grad():
         clean = accuracy(x)
-        x_fgsm = (x + eps * grad(x).sign()).clamp(0, 1)
+        x_fgsm = (x + eps * steepest_ascent(grad(x), norm)).clamp(0, 1)
         fgsm_acc = accuracy(x_fgsm)
-        noise = torch.rand(x.shape, generator=gen, device=x.device, dtype=x.dtype).mul_(2 * eps).sub_(eps)
+        if norm == "linf":
+            noise = torch.rand(x.shape, generator=gen, device=x.device, dtype=x.dtype).mul_(2 * eps).sub_(eps)
+        else:
+            noise = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
+            u = torch.rand((x.shape[0], *([1] * (x.ndim - 1))), generator=gen, device=x.device, dtype=x.dtype)
+            noise = noise / (_per_image_l2(noise) + 1e-12) * (u.pow(1.0 / x[0].numel()) * eps)
         z = (x + noise).clamp(0, 1)
         for _ in range(steps):
-            z = (x + (z + eps / 4 * grad(z).sign() - x).clamp(-eps, eps)).clamp(0, 1)
+            step = z + eps / 4 * steepest_ascent(grad(z), norm) - x
+            if norm == "linf":
+                step = step.clamp(-eps, eps)
+            else:
+                step = step * torch.clamp(eps / (_per_image_l2(step) + 1e-12), max=1.0)
+            z = (x + step).clamp(0, 1)
         pgd_acc = accuracy(z)
     return {"check_clean_acc": clean, "check_fgsm_acc": fgsm_acc, "check_pgd_acc": pgd_acc}
 

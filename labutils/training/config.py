@@ -20,10 +20,10 @@ BatchHook = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor
 #: run holds out, so that the two train on the same set).
 _MODE_SETTINGS: dict[str, tuple[str, ...]] = {
     "standard": ("overfit_check",),
-    "fgsm": ("eps", "adv_fraction", "overfit_check"),
+    "fgsm": ("eps", "adv_fraction", "attack_norm", "overfit_check"),
     "fast_fgsm": ("eps", "alpha", "random_start", "overfit_check"),
     "free": ("eps", "alpha", "replays", "overfit_check"),
-    "pgd": ("eps", "alpha", "attack_steps", "overfit_check"),
+    "pgd": ("eps", "alpha", "attack_steps", "attack_norm", "overfit_check"),
     "gaussian": ("noise_sigma",),
 }
 TRAINING_MODES = tuple(_MODE_SETTINGS)
@@ -69,7 +69,11 @@ class TrainConfig:
             ``alpha``, default eps / 4, from a random start) or ``"gaussian"`` (Gaussian noise
             augmentation of standard deviation ``noise_sigma``, Cohen et al. 2019: the base classifier
             of randomized smoothing).
-        eps: Linf budget of the adversarial modes on the [0, 1] pixel scale (8/255 ~ 0.031).
+        eps: budget of the adversarial modes on the [0, 1] pixel scale: Linf (8/255 ~ 0.031, at most 1), or
+            with ``attack_norm="l2"`` the Euclidean radius (e.g. 2.0 for a 28x28 image).
+        attack_norm: ``"linf"`` (signed steps, clipped to the eps-box) or ``"l2"`` (steps along
+            ``g / ||g||_2``, projected onto the L2 ball): read by modes ``"fgsm"`` (FGM-augmented
+            batches) and ``"pgd"``; the other adversarial modes are Linf only.
         alpha: step size of the attack (None: the mode's published default, see :meth:`step_size`).
         random_start: fast FGSM's uniform start in the eps-ball (False: plain FGSM from the image,
             the setting known for catastrophic overfitting).
@@ -111,6 +115,7 @@ class TrainConfig:
     alpha: float | None = None
     random_start: bool = True
     attack_steps: int = 7
+    attack_norm: str = "linf"
     replays: int = 2
     adv_fraction: float = 0.5
     overfit_check: int | None = None
@@ -143,8 +148,12 @@ class TrainConfig:
             (self.mode in TRAINING_MODES, f"unknown mode {self.mode!r}: use one of {', '.join(TRAINING_MODES)}"),
             (self.mode == "standard" or self.objective == "classify",
              f"mode {self.mode!r} trains a classifier: it needs objective='classify'"),
-            (0 <= self.eps <= 1, f"eps must be in [0, 1] (the [0, 1] pixel scale; 8/255 ~ 0.031), got {self.eps}"),
-            (self.alpha is None or 0 < self.alpha <= 1, f"alpha must be None or in (0, 1], got {self.alpha}"),
+            (self.attack_norm in ("linf", "l2"), f"attack_norm must be 'linf' or 'l2', got {self.attack_norm!r}"),
+            (0 <= self.eps <= 1 if self.attack_norm == "linf" else 0 <= self.eps < float("inf"),
+             f"eps must be in [0, 1] for attack_norm 'linf' (the [0, 1] pixel scale; 8/255 ~ 0.031) and a finite "
+             f"radius >= 0 for 'l2', got {self.eps}"),
+            (self.alpha is None or 0 < self.alpha <= (1 if self.attack_norm == "linf" else float("inf")),
+             f"alpha must be None or in (0, 1] (Linf) / a positive radius (L2), got {self.alpha}"),
             (self.attack_steps >= 1, "attack_steps must be >= 1"),
             (self.replays >= 1, "replays must be >= 1"),
             (0 < self.adv_fraction <= 1, "adv_fraction must be in (0, 1]"),
@@ -175,6 +184,8 @@ class TrainConfig:
             unused.add("mode")
             if self.overfit_check is None:
                 unused.add("overfit_check")
+        if self.attack_norm == "linf":
+            unused.add("attack_norm")  # the default: configs from before L2 training keep their identity
         if "overfit_check" not in unused:
             settings["overfit_check"] = self.check_size()
         return {k: v for k, v in settings.items() if k not in unused}

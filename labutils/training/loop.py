@@ -133,7 +133,8 @@ def fit(
             record = {"epoch": epoch + 1, **record, "seconds": run.seconds,
                       "forward_passes": done["forward"], "backward_passes": done["backward"]}
             if check is not None:
-                record.update(robust_accuracy_check(model, *check, cfg.eps, amp=amp, seed=cfg.seed))
+                record.update(robust_accuracy_check(model, *check, cfg.eps, amp=amp, seed=cfg.seed,
+                                                    norm=cfg.attack_norm))
             if test is not None and cfg.objective == "classify":
                 record["test_acc"] = evaluate(model, *test, device=device)
             run.history.append(record)

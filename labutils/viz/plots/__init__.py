@@ -1,5 +1,6 @@
 """Figures of the course, drawn with matplotlib: :mod:`.images`, :mod:`.scores`, :mod:`.curves`, :mod:`.adversarial`,
-:mod:`.entropy`, :mod:`.selective` (risk-coverage curves, reliability diagrams).
+:mod:`.entropy`, :mod:`.selective` (risk-coverage curves, reliability diagrams), :mod:`.smoothing` (votes under
+noise, certified accuracy against the L2 radius).
 
 Every function draws into ``ax`` (or ``fig``) when given one, else into a new
 figure, and returns the :class:`matplotlib.figure.Figure`.  Nothing here
@@ -18,9 +19,11 @@ from .entropy import auroc_bars, auroc_vs_eps, entropy_histograms
 from .images import class_balance, heatmap, image_grid
 from .scores import roc_curves, score_histograms
 from .selective import RELIABILITY_STYLES, reliability_diagram, risk_coverage_curves
+from .smoothing import certified_accuracy_curves, radius_vs_distance, smoothing_votes_figure
 
 __all__ = ["score_histograms", "roc_curves", "image_grid", "class_balance", "heatmap", "training_curves",
            "accuracy_vs_eps", "pgd_settings", "rates_vs_eps", "rate_vs_steps",
            "attack_accuracy_bars", "training_cost", "overfitting_checks",  # notebook 04
            "entropy_histograms", "auroc_vs_eps", "auroc_bars",  # notebook 05
-           "risk_coverage_curves", "reliability_diagram", "RELIABILITY_STYLES"]  # notebook 06
+           "risk_coverage_curves", "reliability_diagram", "RELIABILITY_STYLES",  # notebook 06
+           "smoothing_votes_figure", "certified_accuracy_curves", "radius_vs_distance"]  # notebook 07
