@@ -238,6 +238,21 @@ def test_corruption_accuracy_table_modes_and_repeatability(rgb):
     assert full.shape == (len(CORRUPTIONS), 5) and 0 <= robust_accuracy(full) <= 1
 
 
+def test_several_models_share_the_corrupted_images(rgb):
+    y = (rgb.mean(dim=(1, 2, 3)) > 0.5).long()
+    first, second = MeanBrightness(), MeanBrightness()
+    with torch.no_grad():
+        second.scale.fill_(-100.0)  # the opposite classifier
+    names, sev = ("brightness", "shot_noise"), (2, 4)
+    tables = corruption_accuracy({"first": first, "second": second}, rgb, y, names=names, severities=sev, seed=3)
+    assert set(tables) == {"first", "second"}
+    pd.testing.assert_frame_equal(tables["first"], corruption_accuracy(first, rgb, y, names=names, severities=sev,
+                                                                       seed=3))
+    pd.testing.assert_frame_equal(tables["second"], 1 - tables["first"])  # the same images, each one flipped
+    with pytest.raises(TypeError, match="nn.Module"):
+        corruption_accuracy({}, rgb, y)
+
+
 def test_corruption_accuracy_checks_its_arguments(rgb):
     model, y = MeanBrightness(), torch.zeros(16, dtype=torch.long)
     with pytest.raises(ValueError, match="Unknown corruption"):

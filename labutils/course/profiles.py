@@ -86,6 +86,22 @@ def _smoothing_configs(epochs: int, **kw) -> dict[str, TrainConfig]:
         configs[f"noise_{sigma:g}"] = TrainConfig(epochs=epochs, mode="gaussian", noise_sigma=sigma, **_GREY, **kw)
     return configs
 
+# Notebook 08: vanilla, MixUp, AdvProp and EntProp at two (k, n) settings on CIFAR-10.  The network needs BatchNorm
+# (dual BN): notebook 04's half-width FastNet and the fast recipe.  Budgets follow EntProp's rule eps = (n + 1)/255
+# with a step of 1/255 (AdvProp with the same n).  Cost per image: vanilla and MixUp 1, AdvProp 2 + n, EntProp 1 + k n.
+_ENTPROP_SETTINGS = ((0.2, 1), (0.6, 5))  # (k, n): EntProp's two published settings
+
+
+def _entprop_configs(epochs: int, **kw) -> dict[str, TrainConfig]:
+    """``"vanilla"``, ``"mixup"``, ``"advprop"`` (n = 1) and ``"entprop_<k>_<n>"`` for each published setting."""
+    base = {**_FAST, "epochs": epochs, **kw}
+    configs = {"vanilla": TrainConfig(**base), "mixup": TrainConfig(mode="mixup", **base),
+               "advprop": TrainConfig(mode="advprop", attack_steps=1, eps=2 / 255, **base)}
+    for k, n in _ENTPROP_SETTINGS:
+        configs[f"entprop_{k:g}_{n}"] = TrainConfig(mode="entprop", entprop_k=k, attack_steps=n, eps=(n + 1) / 255,
+                                                    **base)
+    return configs
+
 
 def _adv_configs(replays: int, **kw) -> dict[str, TrainConfig]:
     """One config per mode; every mode (standard too) holds out the same ``overfit_check`` images.
@@ -206,6 +222,11 @@ _TABLE = {
         certify_n0=50,
         certify_samples=200,
         certify_alpha=0.001,
+        # notebook 08 (EntProp): the models, test images for the corruption benchmark and for PGD-20 at 8/255
+        entprop_model=_ADV_MODEL,
+        entprop_configs=_entprop_configs(epochs=1, train_size=2000, batch_size=256),
+        corruption_n=200,
+        entprop_pgd_n=100,
     ),
     "standard": dict(
         # bf16 (native bf16 CPUs, GPUs): 9 epochs, 86.7 % (flip TTA) in 5.9 min on 2 cores.
@@ -261,6 +282,11 @@ _TABLE = {
         certify_n0=100,
         certify_samples=1000,
         certify_alpha=0.001,
+        entprop_model=_ADV_MODEL,
+        # 4 epochs on 30,000 images: 10.2 vanilla-training units in all (1 + 1 + 3 + 1.2 + 4)
+        entprop_configs=_entprop_configs(epochs=4, train_size=30_000, batch_size=512),
+        corruption_n=1000,
+        entprop_pgd_n=500,
     ),
     "full": dict(
         fast_config=TrainConfig(epochs=16, batch_size=1024, **_FAST),
@@ -307,6 +333,10 @@ _TABLE = {
         certify_n0=100,
         certify_samples=10_000,
         certify_alpha=0.001,
+        entprop_model=("fastnet", {"widths": (64, 128, 256), "whiten_eps": 0.1}),
+        entprop_configs=_entprop_configs(epochs=16, batch_size=512),
+        corruption_n=10_000,
+        entprop_pgd_n=2000,
     ),
 }
 PROFILES: dict[str, Profile] = {name: Profile(name, settings) for name, settings in _TABLE.items()}

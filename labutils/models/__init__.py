@@ -26,7 +26,7 @@ from torch import nn
 from .autoencoder import ConvAutoencoder
 from .classifiers import CIFAR10_MEAN, CIFAR10_STD, FastNet, GrayscaleCNN, Normalize, SimpleCNN
 from .cost import Latency, count_parameters, flops_per_image, measure_latency
-from .dual_bn import (DualBatchNorm, auxiliary_bn, convert_to_dual_bn, dual_bn_layers, main_bn_state_dict,
+from .dual_bn import (DualBatchNorm, auxiliary_bn, convert_to_dual_bn, drop_auxiliary_bn, dual_bn_layers, main_bn_state_dict,
                       to_single_bn)
 from .hybrid import HybridCNN
 from .layers import DepthwiseSeparableConv, GroupedConvBlock, SqueezeExcitation
@@ -35,7 +35,8 @@ from .mobilenet import MobileNetV2, PretrainedWeightsMissing, mobilenet_v2
 __all__ = ["Normalize", "SimpleCNN", "FastNet", "GrayscaleCNN", "ConvAutoencoder", "MODELS", "build", "CIFAR10_MEAN", "CIFAR10_STD",
            "DepthwiseSeparableConv", "GroupedConvBlock", "SqueezeExcitation", "MobileNetV2", "mobilenet_v2",
            "PretrainedWeightsMissing", "HybridCNN", "count_parameters", "flops_per_image", "measure_latency", "Latency",
-           "DualBatchNorm", "convert_to_dual_bn", "auxiliary_bn", "to_single_bn", "main_bn_state_dict", "dual_bn_layers"]
+           "DualBatchNorm", "convert_to_dual_bn", "auxiliary_bn", "to_single_bn", "drop_auxiliary_bn", "main_bn_state_dict",
+           "dual_bn_layers"]
 
 MODELS: dict[str, type[nn.Module]] = {
     "simple_cnn": SimpleCNN,

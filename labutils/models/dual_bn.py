@@ -43,8 +43,8 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.lazy import LazyModuleMixin
 
-__all__ = ["DualBatchNorm", "convert_to_dual_bn", "auxiliary_bn", "to_single_bn", "main_bn_state_dict",
-           "dual_bn_layers"]
+__all__ = ["DualBatchNorm", "convert_to_dual_bn", "auxiliary_bn", "to_single_bn", "drop_auxiliary_bn",
+           "main_bn_state_dict", "dual_bn_layers"]
 
 _HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 _LOOKED_FOR = "nn.BatchNorm1d/2d/3d (any subclass of nn.modules.batchnorm._BatchNorm, SyncBatchNorm included)"
@@ -183,6 +183,19 @@ def to_single_bn(model: nn.Module, which: str = "main") -> nn.Module:
         return getattr(single, which)
     _replace_children(single, DualBatchNorm, lambda m: getattr(m, which))
     return single
+
+
+def drop_auxiliary_bn(model: nn.Module) -> nn.Module:
+    """In place: replace each DualBatchNorm inside ``model`` by its main half and return ``model``.
+
+    What a training run hands back once the auxiliary statistics have served their purpose: the
+    unconverted architecture, whose state dict saves and loads like the original's.  A model without
+    DualBatchNorm is returned unchanged (so a run that did not convert can call it too).
+    """
+    if isinstance(model, DualBatchNorm):
+        return model.main
+    _replace_children(model, DualBatchNorm, lambda m: m.main)
+    return model
 
 
 def main_bn_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -12,9 +12,8 @@
   Dietterich 2019), generated on the fly (:func:`corrupt`), accuracy per corruption and severity
   (:func:`corruption_accuracy`), robust accuracy RA and EntProp's Hscore.
 
-Later: robustness as time to failure.
 """
-from .corruptions import (CORRUPTIONS, SEVERITY_PARAMS, corrupt, corruption_accuracy, hscore,
+from .corruptions import (CORRUPTIONS, SEVERITIES, SEVERITY_PARAMS, corrupt, corruption_accuracy, hscore,
                           robust_accuracy)
 from .curves import (accuracy_curve, adversarial_accuracy, adversarial_examples, correct_mask, correct_vs_eps,
                      pgd_accuracy_grid, predictions)
@@ -27,4 +26,4 @@ __all__ = ["accuracy_curve", "adversarial_accuracy", "adversarial_examples", "co
            "predictions", "correct_per_class", "targeted_success_matrix", "gradient_masking_checks",
            "SmoothedClassifier", "Certificate", "ABSTAIN", "clopper_pearson_lower", "certified_radius",
            "certified_accuracy", "average_certified_radius", "radius_definitions", "smoothing_votes",
-           "CORRUPTIONS", "SEVERITY_PARAMS", "corrupt", "corruption_accuracy", "robust_accuracy", "hscore"]
+           "CORRUPTIONS", "SEVERITIES", "SEVERITY_PARAMS", "corrupt", "corruption_accuracy", "robust_accuracy", "hscore"]

@@ -60,7 +60,7 @@ import math
 import numbers
 import warnings
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -357,13 +357,14 @@ def _cell_seed(seed: int, name: str, severity: int) -> int:
     return (int(seed) * 1_000_003 + zlib.crc32(name.encode()) * 8 + severity) % (2 ** 63)
 
 
-def corruption_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, names: Sequence[str] = CORRUPTIONS,
+def corruption_accuracy(model, x: torch.Tensor, y: torch.Tensor, *, names: Sequence[str] = CORRUPTIONS,
                         severities: Sequence[int] = SEVERITIES, batch_size: int = 500, seed: int = 0,
-                        progress: bool = False) -> "pandas.DataFrame":
+                        progress: bool = False):
     """Accuracy of ``model`` on corrupted copies of ``(x, y)``, per corruption and severity.
 
     Args:
-        model: a classifier returning logits; evaluated in eval mode with frozen parameters, its
+        model: a classifier returning logits, or ``{name: classifier}`` (every batch is corrupted once and
+            classified by each, all on the first one's device); evaluated in eval mode with frozen parameters,
             modes and ``requires_grad`` flags restored afterwards (:func:`labutils.runtime.frozen_eval`).
         x: images ``(N, C, H, W)``, float in ``[0, 1]`` or uint8 (converted per batch); each batch is
             moved to the model's device and corrupted there.
@@ -376,10 +377,18 @@ def corruption_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, n
 
     Returns:
         DataFrame: index ``corruption`` (names), columns ``severity``, accuracy fractions in ``[0, 1]``;
-        :func:`robust_accuracy` averages it.  Needs pandas (the ``course`` extra).
+        :func:`robust_accuracy` averages it.  With a mapping of models, ``{name: DataFrame}``.  Needs
+        pandas (the ``course`` extra).
     """
+    import contextlib
+
     import pandas as pd
     from tqdm.auto import tqdm
+
+    many = isinstance(model, Mapping)
+    nets = dict(model) if many else {"model": model}
+    if not nets or not all(isinstance(m, nn.Module) for m in nets.values()):
+        raise TypeError("model must be an nn.Module or a non-empty {name: nn.Module} mapping.")
 
     names = [_canonical(n) for n in names]
     severities = [_check_severity(s) for s in severities]
@@ -397,22 +406,25 @@ def corruption_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, n
     check_labels(y, n)
     _check_shape(as_float_images(x[:1], name="x"))
     y = y.cpu()
-    _, device = model_dtype_device(model)
-    table = pd.DataFrame(np.nan, index=pd.Index(names, name="corruption"),
-                         columns=pd.Index(severities, name="severity"), dtype=float)
-    with frozen_eval(model), tqdm(total=len(names) * len(severities), disable=not progress,
-                                  desc="corruptions") as bar:
+    _, device = model_dtype_device(next(iter(nets.values())))
+    tables = {k: pd.DataFrame(np.nan, index=pd.Index(names, name="corruption"),
+                              columns=pd.Index(severities, name="severity"), dtype=float) for k in nets}
+    with contextlib.ExitStack() as stack, tqdm(total=len(names) * len(severities), disable=not progress,
+                                               desc="corruptions") as bar:
+        for net in nets.values():
+            stack.enter_context(frozen_eval(net))
         for name in names:
             for s in severities:
                 gen = torch.Generator(device=device).manual_seed(_cell_seed(seed, name, s))
-                correct = 0
+                correct = dict.fromkeys(nets, 0)
                 for i in range(0, n, batch_size):
-                    xb = as_float_images(x[i:i + batch_size], device, name="x")
-                    pred = predictions(model, corrupt(xb, name, s, generator=gen))
-                    correct += int((pred == y[i:i + batch_size]).sum())
-                table.loc[name, s] = correct / n
+                    xc = corrupt(as_float_images(x[i:i + batch_size], device, name="x"), name, s, generator=gen)
+                    for k, net in nets.items():
+                        correct[k] += int((predictions(net, xc) == y[i:i + batch_size]).sum())
+                for k in nets:
+                    tables[k].loc[name, s] = correct[k] / n
                 bar.update(1)
-    return table
+    return tables if many else tables["model"]
 
 
 def _fraction(value, name: str) -> float:

@@ -15,12 +15,13 @@ from .cache import get_or_train
 from .checkpoints import (CheckpointCorruptError, CheckpointMismatchError, checkpoint_dir, load, load_model, run_key,
                           save)
 from .adversarial import detect_catastrophic_overfitting, robust_accuracy_check
-from .config import ADVERSARIAL_MODES, DEFAULT_OVERFIT_CHECK, TRAINING_MODES, BatchHook, TrainConfig, TrainResult
+from .config import (ADVERSARIAL_MODES, DEFAULT_OVERFIT_CHECK, DUAL_BN_MODES, TRAINING_MODES, BatchHook, TrainConfig,
+                     TrainResult)
 from .inference import TTA_MODES, evaluate, predict_logits
 from .loop import fit
 from .optim import lr_at, make_optimizer, make_scheduler
 
 __all__ = ["TrainConfig", "TrainResult", "BatchHook", "fit", "evaluate", "predict_logits", "TTA_MODES",
            "get_or_train", "load_model", "load", "save", "checkpoint_dir", "run_key", "CheckpointCorruptError",
-           "CheckpointMismatchError", "lr_at", "make_optimizer", "make_scheduler", "TRAINING_MODES",
+           "CheckpointMismatchError", "lr_at", "make_optimizer", "make_scheduler", "TRAINING_MODES", "DUAL_BN_MODES",
            "ADVERSARIAL_MODES", "DEFAULT_OVERFIT_CHECK", "detect_catastrophic_overfitting", "robust_accuracy_check"]

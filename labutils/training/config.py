@@ -8,7 +8,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-__all__ = ["TrainConfig", "TrainResult", "BatchHook", "TRAINING_MODES", "ADVERSARIAL_MODES", "DEFAULT_OVERFIT_CHECK"]
+__all__ = ["TrainConfig", "TrainResult", "BatchHook", "TRAINING_MODES", "ADVERSARIAL_MODES", "DUAL_BN_MODES",
+           "DEFAULT_OVERFIT_CHECK"]
 
 #: ``batch_hook(model, x, y) -> (x, y)``: replaces a training batch before the loss (e.g. adversarial training).
 BatchHook = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -25,9 +26,15 @@ _MODE_SETTINGS: dict[str, tuple[str, ...]] = {
     "free": ("eps", "alpha", "replays", "overfit_check"),
     "pgd": ("eps", "alpha", "attack_steps", "attack_norm", "overfit_check"),
     "gaussian": ("noise_sigma",),
+    "mixup": ("mixup_alpha",),
+    "advprop": ("eps", "alpha", "attack_steps"),
+    "entprop": ("eps", "alpha", "attack_steps", "entprop_k", "mixup_alpha"),
 }
 TRAINING_MODES = tuple(_MODE_SETTINGS)
 ADVERSARIAL_MODES = ("fgsm", "fast_fgsm", "free", "pgd")
+#: Modes that train a second, auxiliary set of BatchNorm statistics on adversarial examples (AdvProp, EntProp);
+#: :func:`~labutils.training.fit` converts the model with dual BatchNorm and hands back the main set only.
+DUAL_BN_MODES = ("advprop", "entprop")
 #: Images an adversarial run holds out for the overfitting check when ``overfit_check`` is None.
 DEFAULT_OVERFIT_CHECK = 512
 
@@ -68,7 +75,13 @@ class TrainConfig:
             a multiple of ``replays``), so the cost is standard training's) or ``"pgd"`` (Madry et al. 2018: ``attack_steps`` PGD steps of
             ``alpha``, default eps / 4, from a random start) or ``"gaussian"`` (Gaussian noise
             augmentation of standard deviation ``noise_sigma``, Cohen et al. 2019: the base classifier
-            of randomized smoothing).
+            of randomized smoothing), ``"mixup"`` (MixUp, Zhang et al. 2018: each batch mixed with a
+            shuffled copy of itself, weight ~ Beta(``mixup_alpha``, ``mixup_alpha``)), ``"advprop"`` (Xie et
+            al. 2020: clean images through the main BatchNorms plus PGD examples, ``attack_steps`` steps of
+            ``alpha`` from a random start, through auxiliary ones) or ``"entprop"`` (Enomoto 2024: MixUp, then
+            the ``entprop_k`` fraction of the batch with the highest predictive entropy trained with
+            ``attack_steps`` free adversarial steps through the auxiliary BatchNorms; see
+            :mod:`labutils.training.entprop`).
         eps: budget of the adversarial modes on the [0, 1] pixel scale: Linf (8/255 ~ 0.031, at most 1), or
             with ``attack_norm="l2"`` the Euclidean radius (e.g. 2.0 for a 28x28 image).
         attack_norm: ``"linf"`` (signed steps, clipped to the eps-box) or ``"l2"`` (steps along
@@ -85,6 +98,9 @@ class TrainConfig:
             adversarial modes, none in standard training.  Set it to the same number in a standard
             run and the adversarial runs it is compared with, and all of them hold out the same images
             (a sample seeded by ``seed``) and train on the same set.
+        mixup_alpha: MixUp's Beta(a, a) parameter (modes mixup, entprop; 1: the weight is uniform in [0, 1]).
+        entprop_k: EntProp's k, the fraction of each batch (in (0, 1]) trained adversarially through the
+            auxiliary BatchNorms.
         noise_sigma: standard deviation of mode ``"gaussian"``'s noise on the ``[0, 1]`` pixel scale (the
             smoothing sigma the model will be certified with, e.g. 0.25).
         seed: seeds the initial weights (:func:`~labutils.training.get_or_train` seeds the global
@@ -120,6 +136,8 @@ class TrainConfig:
     adv_fraction: float = 0.5
     overfit_check: int | None = None
     noise_sigma: float = 0.25
+    mixup_alpha: float = 1.0
+    entprop_k: float = 0.2
     seed: int = 0
 
     def __post_init__(self):
@@ -154,9 +172,14 @@ class TrainConfig:
              f"radius >= 0 for 'l2', got {self.eps}"),
             (self.alpha is None or 0 < self.alpha <= (1 if self.attack_norm == "linf" else float("inf")),
              f"alpha must be None or in (0, 1] (Linf) / a positive radius (L2), got {self.alpha}"),
-            (self.attack_steps >= 1, "attack_steps must be >= 1"),
+            (self.attack_steps >= 1, f"attack_steps must be >= 1 (EntProp's and AdvProp's n, PGD's k), got "
+                                     f"{self.attack_steps}"),
             (self.replays >= 1, "replays must be >= 1"),
             (0 < self.adv_fraction <= 1, "adv_fraction must be in (0, 1]"),
+            (isinstance(self.entprop_k, (int, float)) and 0 < self.entprop_k <= 1,
+             f"entprop_k must be in (0, 1] (the fraction of each batch trained adversarially), got {self.entprop_k!r}"),
+            (isinstance(self.mixup_alpha, (int, float)) and 0 < self.mixup_alpha < float("inf"),
+             f"mixup_alpha must be a positive number (Beta(a, a); 1 is uniform), got {self.mixup_alpha!r}"),
             (isinstance(self.noise_sigma, (int, float)) and 0 < self.noise_sigma < float("inf"),
              f"noise_sigma must be a positive number (pixel scale [0, 1], e.g. 0.25), got {self.noise_sigma!r}"),
             (self.overfit_check is None or self.overfit_check >= 0,
@@ -204,10 +227,12 @@ class TrainConfig:
 
     def step_size(self) -> float:
         """The attack's step size: ``alpha``, else the mode's default (fgsm and free: eps; fast_fgsm:
-        1.25 eps (Wong et al.); pgd: eps / 4, Madry et al.'s 2/255 at eps 8/255)."""
+        1.25 eps (Wong et al.); pgd: eps / 4, Madry et al.'s 2/255 at eps 8/255; advprop and entprop:
+        1/255, EntProp's step of 1 on the 0-255 scale)."""
         if self.alpha is not None:
             return self.alpha
-        return {"fast_fgsm": 1.25 * self.eps, "pgd": self.eps / 4}.get(self.mode, self.eps)
+        return {"fast_fgsm": 1.25 * self.eps, "pgd": self.eps / 4, "advprop": 1 / 255,
+                "entprop": 1 / 255}.get(self.mode, self.eps)
 
     def data_epochs(self) -> int:
         """Passes over the training data: ``epochs``, or ``epochs // replays`` in mode free (exact: the

@@ -25,11 +25,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import Batches, subset, to_float
+from ..models.dual_bn import convert_to_dual_bn, drop_auxiliary_bn
 from ..runtime import (autocast_dtype, channels_last, default_device, model_to_channels_last, preserved_modes,
                        seed_everything)
 from . import checkpoints
 from .adversarial import ADVERSARIAL_STEPS, detect_catastrophic_overfitting, robust_accuracy_check
-from .config import BatchHook, TrainConfig, TrainResult
+from .config import DUAL_BN_MODES, BatchHook, TrainConfig, TrainResult
+from .entprop import ENTPROP_STEPS
 from .inference import evaluate
 from .optim import make_optimizer, make_scheduler
 from .steps import GaussianNoiseStep, StandardStep, Step
@@ -84,7 +86,10 @@ def fit(
     ``cfg.replays`` times).  ``cfg.check_size()`` training images (512 in the adversarial modes by
     default; in standard training only when ``overfit_check`` is set, so that it trains on the same
     images as the adversarial runs it is compared with) are held out and attacked after every epoch
-    (:func:`.adversarial.robust_accuracy_check`).
+    (:func:`.adversarial.robust_accuracy_check`).  In modes ``"advprop"`` and ``"entprop"`` the model is
+    converted to dual BatchNorm (:func:`labutils.models.convert_to_dual_bn`) before the first step and the
+    auxiliary set is dropped after the last one, so ``model`` comes back with its own architecture (an
+    interrupted run's checkpoint keeps both sets and resumes with them).
 
     Returns:
         :class:`TrainResult` with per-epoch ``loss``, ``train_acc`` (on what was trained on, e.g.
@@ -104,6 +109,8 @@ def fit(
     images, labels, check = _hold_out_check_set(images, labels, cfg)
     seed_everything(cfg.seed)
     _prepare_model(model, images, labels, cfg, device)
+    if cfg.mode in DUAL_BN_MODES:  # before the optimiser (it must see the auxiliary parameters) and the resume
+        convert_to_dual_bn(model)
     if check is not None:
         check = (channels_last(to_float(check[0], device)), check[1].to(device))
     batches = Batches(images, labels, batch_size=cfg.batch_size, shuffle=True, augment=cfg.augment, pad=cfg.pad,
@@ -126,7 +133,8 @@ def fit(
         for epoch in range(run.epoch, epochs):
             t0 = time.perf_counter()
             before = step.passes.as_dict()
-            record = _train_epoch(model, batches, step, cfg, batch_hook, _epoch_size(cfg, epoch), bar)
+            record = {**_train_epoch(model, batches, step, cfg, batch_hook, _epoch_size(cfg, epoch), bar),
+                      **step.epoch_summary()}
             run.seconds += time.perf_counter() - t0
             done = {k: v - before[k] for k, v in step.passes.as_dict().items()}
             run.passes = {k: run.passes[k] + done[k] for k in done}
@@ -143,6 +151,7 @@ def fit(
                 _save_state(checkpoint, checkpoint_meta or {}, model, opt, schedule, batches, step, run)
     finally:
         bar.close()
+    drop_auxiliary_bn(model)  # advprop / entprop: the main BatchNorms are the trained model
     model.eval()
     return TrainResult(history=run.history, train_seconds=run.seconds,
                        precision=str(amp or torch.float32).replace("torch.", ""), resumed_from_epoch=resumed_from,
@@ -151,7 +160,8 @@ def fit(
 
 
 #: The step of each training mode.
-_STEPS: dict[str, type[Step]] = {"standard": StandardStep, "gaussian": GaussianNoiseStep, **ADVERSARIAL_STEPS}
+_STEPS: dict[str, type[Step]] = {"standard": StandardStep, "gaussian": GaussianNoiseStep, **ADVERSARIAL_STEPS,
+                                 **ENTPROP_STEPS}
 
 
 def _hold_out_check_set(images, labels, cfg: TrainConfig):

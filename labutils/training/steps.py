@@ -84,6 +84,10 @@ class Step:
     def __call__(self, x: torch.Tensor, y: torch.Tensor):
         raise NotImplementedError
 
+    def epoch_summary(self) -> dict:
+        """Numbers the mode measured during the epoch that just ended, added to its history record (and reset)."""
+        return {}
+
     def state_dict(self) -> dict:
         return {}
 

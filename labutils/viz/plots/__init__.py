@@ -1,5 +1,5 @@
 """Figures of the course, drawn with matplotlib: :mod:`.images`, :mod:`.scores`, :mod:`.curves`, :mod:`.adversarial`,
-:mod:`.entropy`, :mod:`.selective` (risk-coverage curves, reliability diagrams), :mod:`.smoothing` (votes under
+:mod:`.entropy`, :mod:`.entprop` (entropy of EntProp's selected images), :mod:`.selective` (risk-coverage curves, reliability diagrams), :mod:`.smoothing` (votes under
 noise, certified accuracy against the L2 radius).
 
 Every function draws into ``ax`` (or ``fig``) when given one, else into a new
@@ -15,6 +15,7 @@ budgets ``eps`` are on the ``[0, 1]`` pixel scale (e.g. ``8/255``).
 """
 from .adversarial import attack_accuracy_bars, overfitting_checks, training_cost
 from .curves import accuracy_vs_eps, pgd_settings, rate_vs_steps, rates_vs_eps, training_curves
+from .entprop import selection_entropy_histograms
 from .entropy import auroc_bars, auroc_vs_eps, entropy_histograms
 from .images import class_balance, heatmap, image_grid
 from .scores import roc_curves, score_histograms
@@ -26,4 +27,5 @@ __all__ = ["score_histograms", "roc_curves", "image_grid", "class_balance", "hea
            "attack_accuracy_bars", "training_cost", "overfitting_checks",  # notebook 04
            "entropy_histograms", "auroc_vs_eps", "auroc_bars",  # notebook 05
            "risk_coverage_curves", "reliability_diagram", "RELIABILITY_STYLES",  # notebook 06
-           "smoothing_votes_figure", "certified_accuracy_curves", "radius_vs_distance"]  # notebook 07
+           "smoothing_votes_figure", "certified_accuracy_curves", "radius_vs_distance",  # notebook 07
+           "selection_entropy_histograms"]  # notebook 08
