@@ -67,6 +67,9 @@ def test_mixup_mixes_pairs_with_one_weight():
     expected = lam * torch.nn.functional.cross_entropy(logits, y_a) + (1 - lam) * torch.nn.functional.cross_entropy(
         logits, y_b)
     assert torch.allclose(entprop.mixed_cross_entropy(logits, y_a, y_b, lam), expected)
+    smoothed = lam * torch.nn.functional.cross_entropy(logits, y_a, label_smoothing=0.2) + (1 - lam) * \
+        torch.nn.functional.cross_entropy(logits, y_b, label_smoothing=0.2)
+    assert torch.allclose(entprop.mixed_cross_entropy(logits, y_a, y_b, lam, label_smoothing=0.2), smoothed)
 
 
 def test_entprop_step_selects_by_entropy_stays_in_the_ball_and_counts_its_passes(tiny_set):

@@ -10,7 +10,12 @@
   (:func:`smoothing_votes`);
 * :mod:`.corruptions`: common corruptions at 5 severities in the spirit of CIFAR-10-C (Hendrycks &
   Dietterich 2019), generated on the fly (:func:`corrupt`), accuracy per corruption and severity
-  (:func:`corruption_accuracy`), robust accuracy RA and EntProp's Hscore.
+  (:func:`corruption_accuracy`), robust accuracy RA and EntProp's Hscore;
+* :mod:`.survival`: robustness as survival: per-image time to failure on a budget ladder
+  (:func:`time_to_failure`) or over PGD's steps (:func:`steps_to_failure`), right-censored;
+  Weibull / log-normal / log-logistic AFT fits (:func:`fit_aft`, :func:`compare_aft`,
+  :func:`acceleration_factors`) and the cost-normalised metric (pandas and lifelines are imported
+  only by the functions that need them).
 
 """
 from .corruptions import (CORRUPTIONS, SEVERITIES, SEVERITY_PARAMS, corrupt, corruption_accuracy, hscore,
@@ -20,10 +25,14 @@ from .curves import (accuracy_curve, adversarial_accuracy, adversarial_examples,
 from .masking import gradient_masking_checks
 from .smoothing import (ABSTAIN, Certificate, SmoothedClassifier, average_certified_radius, certified_accuracy,
                         certified_radius, clopper_pearson_lower, radius_definitions, smoothing_votes)
+from .survival import (AFT_MODELS, AFTFits, SurvivalData, acceleration_factors, compare_aft, cost_normalised_robustness,
+                       expected_time_to_failure, fit_aft, steps_to_failure, time_to_failure)
 from .targeted import correct_per_class, targeted_success_matrix
 
 __all__ = ["accuracy_curve", "adversarial_accuracy", "adversarial_examples", "correct_vs_eps", "pgd_accuracy_grid", "correct_mask",
            "predictions", "correct_per_class", "targeted_success_matrix", "gradient_masking_checks",
            "SmoothedClassifier", "Certificate", "ABSTAIN", "clopper_pearson_lower", "certified_radius",
            "certified_accuracy", "average_certified_radius", "radius_definitions", "smoothing_votes",
-           "CORRUPTIONS", "SEVERITIES", "SEVERITY_PARAMS", "corrupt", "corruption_accuracy", "robust_accuracy", "hscore"]
+           "CORRUPTIONS", "SEVERITIES", "SEVERITY_PARAMS", "corrupt", "corruption_accuracy", "robust_accuracy", "hscore",
+           "SurvivalData", "time_to_failure", "steps_to_failure", "AFT_MODELS", "AFTFits", "fit_aft", "compare_aft",
+           "acceleration_factors", "expected_time_to_failure", "cost_normalised_robustness"]

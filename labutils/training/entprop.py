@@ -48,10 +48,13 @@ def mixup_batch(x: torch.Tensor, y: torch.Tensor, alpha: float) -> tuple[torch.T
 
 
 def mixed_cross_entropy(logits: torch.Tensor, y_a: torch.Tensor, y_b: torch.Tensor, lam: float,
-                        reduction: str = "mean") -> torch.Tensor:
-    """``lam * CE(logits, y_a) + (1 - lam) * CE(logits, y_b)``; ``reduction="none"`` gives it per image ``(N,)``."""
-    return lam * F.cross_entropy(logits, y_a, reduction=reduction) + (1 - lam) * F.cross_entropy(
-        logits, y_b, reduction=reduction)
+                        reduction: str = "mean", label_smoothing: float = 0.0) -> torch.Tensor:
+    """``lam * CE(logits, y_a) + (1 - lam) * CE(logits, y_b)``; ``reduction="none"`` gives it per image ``(N,)``.
+
+    ``label_smoothing`` as in :func:`torch.nn.functional.cross_entropy` (the run's setting, so that a mixed
+    loss differs from the plain one only by the mixing)."""
+    ce = [F.cross_entropy(logits, t, reduction=reduction, label_smoothing=label_smoothing) for t in (y_a, y_b)]
+    return lam * ce[0] + (1 - lam) * ce[1]
 
 
 def predictive_entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -95,7 +98,7 @@ class MixUpStep(_LinfSteps):
     def __call__(self, x, y):
         xm, y_a, y_b, lam = mixup_batch(x, y, self.cfg.mixup_alpha)
         out = self.logits(xm)
-        loss = mixed_cross_entropy(out, y_a, y_b, lam)
+        loss = mixed_cross_entropy(out, y_a, y_b, lam, label_smoothing=self.cfg.label_smoothing)
         self.opt.zero_grad(set_to_none=True)
         self.passes.add(x.shape[0])
         self.finish(loss)
@@ -178,7 +181,7 @@ class EntPropStep(_LinfSteps):
         xm = xm.detach().requires_grad_(True)
         self.opt.zero_grad(set_to_none=True)
         out = self.logits(xm)  # main BatchNorms
-        loss_main = mixed_cross_entropy(out, y_a, y_b, lam)
+        loss_main = mixed_cross_entropy(out, y_a, y_b, lam, label_smoothing=self.cfg.label_smoothing)
         loss_main.backward()  # the weights' gradient of L_m and the input gradient, from one pass
         self.passes.add(x.shape[0])
         chosen = select_highest_entropy(out, self.cfg.entprop_k)
@@ -189,7 +192,8 @@ class EntPropStep(_LinfSteps):
         with auxiliary_bn(self.model):
             for _ in range(steps):
                 d = delta.clone().requires_grad_(True)
-                loss_aux = mixed_cross_entropy(self.logits(channels_last(xs + d)), ys_a, ys_b, lam)
+                loss_aux = mixed_cross_entropy(self.logits(channels_last(xs + d)), ys_a, ys_b, lam,
+                                               label_smoothing=self.cfg.label_smoothing)
                 (loss_aux / steps).backward()  # accumulates L_c's weight gradient; d.grad moves delta
                 self.passes.add(xs.shape[0])
                 delta = self.project(xs, delta + alpha * d.grad.sign())
