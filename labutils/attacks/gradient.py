@@ -32,7 +32,7 @@ from ..runtime import autocast_dtype, frozen_eval, model_dtype_device
 from .checks import (EpsLike, as_int, canonical_norm, check_alpha, check_eps, check_labels, check_model_logits,
                      is_channels_last)
 
-__all__ = ["fgsm", "pgd", "pgd_by_restarts", "perturbation_norms", "PreparedBatch", "L2_EPS_FOR_DIVISION"]
+__all__ = ["fgsm", "pgd", "pgd_step", "pgd_by_restarts", "perturbation_norms", "PreparedBatch", "L2_EPS_FOR_DIVISION"]
 
 
 # The divisor guard torchattacks.PGDL2 adds to the gradient norm (its ``eps_for_division``).
@@ -154,25 +154,35 @@ def _pgd_once(atk: PreparedBatch, x: torch.Tensor, y: torch.Tensor, eps, alpha, 
     so that fp32 results agree with them bit for bit (up to the convolution algorithm).
     """
     x_adv = _random_start(x, eps, norm, generator) if random_start else x
-    per_sample_eps = isinstance(eps, torch.Tensor)
-    n = x.shape[0]
     for _ in range(steps):
         g, _ = atk.grad(x_adv, y, targeted)
         with torch.no_grad():
-            if norm == "linf":
-                x_adv = x_adv + g.sign_().mul_(alpha)
-                delta = torch.clamp(x_adv - x, min=-eps, max=eps)
-            else:
-                g_norm = torch.norm(g.reshape(n, -1), p=2, dim=1) + L2_EPS_FOR_DIVISION
-                x_adv = x_adv + (g / g_norm.view(n, 1, 1, 1)).mul_(alpha)
-                delta = x_adv - x
-                # clamp_min only guards 0/0 (eps = 0 and a zero step); it never changes a real norm.
-                d_norm = torch.norm(delta.reshape(n, -1), p=2, dim=1).clamp_min_(1e-30)
-                factor = torch.minimum(eps.view(n) / d_norm if per_sample_eps else eps / d_norm,
-                                       torch.ones_like(d_norm))
-                delta = delta * factor.view(n, 1, 1, 1)
-            x_adv = torch.clamp(x + delta, min=0, max=1)
+            x_adv = pgd_step(x_adv, x, g, eps, alpha, norm)
     return x_adv
+
+
+def pgd_step(x_adv: torch.Tensor, x: torch.Tensor, g: torch.Tensor, eps, alpha, norm: str) -> torch.Tensor:
+    """One PGD update of ``x_adv`` around ``x`` with the loss gradient ``g`` (consumed: modified in place).
+
+    Linf: ``clip(x + clamp(x_adv + alpha sign(g) - x, -eps, eps), 0, 1)``; L2: a step of ``alpha`` along
+    ``g / (||g||_2 + 1e-10)``, the perturbation rescaled to norm ``<= eps``, then the clip.  ``eps`` and
+    ``alpha`` are floats or ``(N, 1, ..., 1)`` tensors; images ``(N, C, H, W)``.  The same floating-point
+    operations as torchattacks' PGD / PGDL2, so that fp32 results agree with them bit for bit.
+    """
+    n = x.shape[0]
+    if norm == "linf":
+        x_adv = x_adv + g.sign_().mul_(alpha)
+        delta = torch.clamp(x_adv - x, min=-eps, max=eps)
+    else:
+        g_norm = torch.norm(g.reshape(n, -1), p=2, dim=1) + L2_EPS_FOR_DIVISION
+        x_adv = x_adv + (g / g_norm.view(n, 1, 1, 1)).mul_(alpha)
+        delta = x_adv - x
+        # clamp_min only guards 0/0 (eps = 0 and a zero step); it never changes a real norm.
+        d_norm = torch.norm(delta.reshape(n, -1), p=2, dim=1).clamp_min_(1e-30)
+        factor = torch.minimum(eps.view(n) / d_norm if isinstance(eps, torch.Tensor) else eps / d_norm,
+                               torch.ones_like(d_norm))
+        delta = delta * factor.view(n, 1, 1, 1)
+    return torch.clamp(x + delta, min=0, max=1)
 
 
 def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: EpsLike, alpha: EpsLike, steps: int, *,

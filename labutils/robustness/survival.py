@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..attacks.checks import as_int, canonical_norm, check_alpha, check_eps, check_labels
-from ..attacks.gradient import L2_EPS_FOR_DIVISION, PreparedBatch, fgsm, pgd
+from ..attacks.gradient import PreparedBatch, fgsm, pgd, pgd_step
 from ..data import as_float_images
 from ..runtime import frozen_eval
 from .curves import _correct_under_attack, correct_mask
@@ -218,21 +218,6 @@ def time_to_failure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, budgets:
     return _survival(clean, duration, event, ladder, key, norm, "eps", t0)
 
 
-def _pgd_step(x_adv: torch.Tensor, x: torch.Tensor, g: torch.Tensor, eps: float, alpha: float, norm: str):
-    """One PGD step from ``x_adv`` around ``x``: the same operations as :func:`labutils.attacks.pgd`'s update."""
-    n = x.shape[0]
-    if norm == "linf":
-        x_adv = x_adv + g.sign_().mul_(alpha)
-        delta = torch.clamp(x_adv - x, min=-eps, max=eps)
-    else:
-        g_norm = torch.norm(g.reshape(n, -1), p=2, dim=1) + L2_EPS_FOR_DIVISION
-        x_adv = x_adv + (g / g_norm.view(n, 1, 1, 1)).mul_(alpha)
-        delta = x_adv - x
-        d_norm = torch.norm(delta.reshape(n, -1), p=2, dim=1).clamp_min_(1e-30)
-        delta = delta * torch.minimum(eps / d_norm, torch.ones_like(d_norm)).view(n, 1, 1, 1)
-    return torch.clamp(x + delta, min=0, max=1)
-
-
 def steps_to_failure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, max_steps: int, *,
                      norm: str = "linf", alpha: float | None = None, batch_size: int = 256, precision: str = "fp32",
                      progress: bool = True) -> SurvivalData:
@@ -279,7 +264,7 @@ def steps_to_failure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: fl
             for k in range(1, max_steps + 1):
                 g, _ = atk.grad(x_adv, atk.y, False)
                 with torch.no_grad():
-                    x_adv = _pgd_step(x_adv, atk.x, g, eps, alpha, norm)
+                    x_adv = pgd_step(x_adv, atk.x, g, eps, alpha, norm)
                 wrong = ~correct_mask(model, x_adv, yb)
                 found[wrong & (found == 0)] = k
                 if bool((found > 0).all()):
