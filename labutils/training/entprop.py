@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from ..models.dual_bn import auxiliary_bn
 from ..runtime import channels_last
+from .adversarial import _AttackingStep
 from .steps import Step
 
 __all__ = ["mixup_batch", "mixed_cross_entropy", "predictive_entropy", "select_highest_entropy", "entropy_histogram",
@@ -78,10 +79,9 @@ def _mixed_correct(out: torch.Tensor, y_a: torch.Tensor, y_b: torch.Tensor, lam:
     return (lam * (pred == y_a).float() + (1 - lam) * (pred == y_b).float()).sum().round().long()
 
 
-class _LinfSteps(Step):
-    def project(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-        """``delta`` clipped to the eps-box and so that ``x + delta`` stays in [0, 1]."""
-        return (x + delta.clamp(-self.cfg.eps, self.cfg.eps)).clamp_(0, 1) - x
+class _LinfSteps(_AttackingStep):
+    """The adversarial modes' perturbation tools (``input_grad``, ``random_delta``, ``project``: the Linf ball,
+    as these modes do not read ``attack_norm``), and one optimiser step on gradients already computed."""
 
     def finish(self, loss: torch.Tensor | None) -> None:
         """Backward ``loss`` (None: the gradients are already in place), step the optimiser and the schedule."""
@@ -109,13 +109,11 @@ class AdvPropStep(_LinfSteps):
     """AdvProp: PGD examples made and trained through the auxiliary BatchNorms, clean images through the main ones."""
 
     def __call__(self, x, y):
-        eps, alpha = self.cfg.eps, self.cfg.step_size()
-        delta = self.project(x, torch.rand_like(x).mul_(2 * eps).sub_(eps))
+        alpha = self.cfg.step_size()
+        delta = self.project(x, self.random_delta(x))
         with auxiliary_bn(self.model):
             for _ in range(self.cfg.attack_steps):
-                z = (x + delta).requires_grad_(True)
-                (g,) = torch.autograd.grad(F.cross_entropy(self.logits(z), y), z)
-                self.passes.add(x.shape[0])
+                g = self.input_grad(x + delta, y)  # counted: one pass through the auxiliary statistics
                 delta = self.project(x, delta + alpha * g.sign())
         self.opt.zero_grad(set_to_none=True)
         out = self.logits(x)
@@ -176,7 +174,7 @@ class EntPropStep(_LinfSteps):
         return out
 
     def __call__(self, x, y):
-        eps, alpha, steps = self.cfg.eps, self.cfg.step_size(), self.cfg.attack_steps
+        alpha, steps = self.cfg.step_size(), self.cfg.attack_steps
         xm, y_a, y_b, lam = mixup_batch(x, y, self.cfg.mixup_alpha)
         xm = xm.detach().requires_grad_(True)
         self.opt.zero_grad(set_to_none=True)
