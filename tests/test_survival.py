@@ -261,3 +261,29 @@ def test_lifelines_and_pandas_are_imported_only_when_needed(monkeypatch):
     monkeypatch.setitem(sys.modules, "lifelines", None)  # as if it were not installed
     with pytest.raises(ImportError, match=r"'lifelines'.*make setup"):
         sv.fit_aft(_weibull_frame(20, 3))
+
+
+def test_deepfool_duration_is_the_closed_form_l2_distance(linear_case):
+    """On a linear binary model DeepFool's first step lands (1 + overshoot) x the exact L2 distance away."""
+    from labutils.robustness import deepfool_to_failure
+
+    model, x, y, m, _, w2 = linear_case
+    y = y.clone()
+    y[[5, 20]] = 1 - y[[5, 20]]  # misclassified already
+    x0, mode = x.clone(), model.training
+    model.train()
+    dist = (m.abs() / w2).numpy()
+    cap = float(np.quantile(dist, 0.7))
+    data = deepfool_to_failure(model, x, y, max_norm=cap, overshoot=0.02, batch_size=16, progress=False)
+    assert torch.equal(x, x0) and model.training  # input untouched, mode restored
+    assert data.n_misclassified == 2 and sorted(data.misclassified.tolist()) == [5, 20]
+    assert data.attack == "deepfool" and data.norm == "l2" and data.budgets.tolist() == [cap]
+    found = 1.02 * dist[data.index]
+    np.testing.assert_allclose(data.duration[data.event], found[data.event], rtol=1e-4)
+    # beyond the cap: censored there, never an event
+    assert np.array_equal(data.event, found <= cap)
+    assert np.all(data.duration[~data.event] == cap) and data.n_censored > 0
+    with pytest.raises(ValueError, match="max_norm"):
+        deepfool_to_failure(model, x, y, max_norm=0.0, progress=False)
+    with pytest.raises(ValueError, match="overshoot"):
+        deepfool_to_failure(model, x, y, max_norm=1.0, overshoot=-1, progress=False)

@@ -103,6 +103,30 @@ def _entprop_configs(epochs: int, **kw) -> dict[str, TrainConfig]:
     return configs
 
 
+# Notebook 09: survival analysis over a family of CIFAR ResNets (He et al.'s depth 6n + 2), each depth trained plainly,
+# with Gaussian noise augmentation and with fast-FGSM adversarial training (4/255: at 8/255 a few epochs of fast FGSM
+# risk catastrophic overfitting); SGD with momentum on a short triangular schedule.
+_RESNET = dict(batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4, schedule="triangular",
+               warmup=0.2, pad=4)
+_LINF_LADDER = tuple(b / 255 for b in (0.5, 1, 2, 3, 4, 6, 8, 12, 16))
+_L2_LADDER = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5)
+
+
+def _survival_configs(**kw) -> dict[str, TrainConfig]:
+    """``"standard"``, ``"noise"`` (Gaussian augmentation, sigma 0.1) and ``"adversarial"`` (fast FGSM at 4/255)."""
+    base = {**_RESNET, **kw}
+    return {"standard": TrainConfig(**base), "noise": TrainConfig(mode="gaussian", noise_sigma=0.1, **base),
+            "adversarial": TrainConfig(mode="fast_fgsm", eps=4 / 255, **base)}
+
+
+def _survival_attacks(pgd_steps: int, max_steps: int) -> dict[str, dict]:
+    """Notebook 09's attacks: FGSM and PGD on the Linf ladder, PGD on the L2 ladder, DeepFool censored at the L2
+    ladder's top, and PGD steps to failure at 4/255 (step 2.5 eps / max_steps)."""
+    return {"fgsm": {"budgets": _LINF_LADDER}, "pgd_linf": {"budgets": _LINF_LADDER, "steps": pgd_steps},
+            "pgd_l2": {"budgets": _L2_LADDER, "steps": pgd_steps}, "deepfool": {"max_norm": _L2_LADDER[-1], "steps": 50},
+            "pgd_steps": {"eps": 4 / 255, "max_steps": max_steps}}
+
+
 def _adv_configs(replays: int, **kw) -> dict[str, TrainConfig]:
     """One config per mode; every mode (standard too) holds out the same ``overfit_check`` images.
 
@@ -227,6 +251,14 @@ _TABLE = {
         entprop_configs=_entprop_configs(epochs=1, train_size=2000, batch_size=256),
         corruption_n=200,
         entprop_pgd_n=100,
+        # notebook 09 (survival): the ResNet depths and width, their recipes, squeezing bit depths, test images
+        # per cell, the attacks
+        survival_depths=(8, 14),
+        survival_width=8,
+        survival_configs=_survival_configs(epochs=2, train_size=4000),
+        survival_squeeze_bits=(4,),
+        survival_n=64,
+        survival_attacks=_survival_attacks(pgd_steps=3, max_steps=10),
     ),
     "standard": dict(
         # bf16 (native bf16 CPUs, GPUs): 9 epochs, 86.7 % (flip TTA) in 5.9 min on 2 cores.
@@ -287,6 +319,12 @@ _TABLE = {
         entprop_configs=_entprop_configs(epochs=4, train_size=30_000, batch_size=512),
         corruption_n=1000,
         entprop_pgd_n=500,
+        survival_depths=(8, 14, 20),
+        survival_width=16,
+        survival_configs=_survival_configs(epochs=3, train_size=20_000),
+        survival_squeeze_bits=(4,),
+        survival_n=200,
+        survival_attacks=_survival_attacks(pgd_steps=5, max_steps=20),
     ),
     "full": dict(
         fast_config=TrainConfig(epochs=16, batch_size=1024, **_FAST),
@@ -337,6 +375,12 @@ _TABLE = {
         entprop_configs=_entprop_configs(epochs=16, batch_size=512),
         corruption_n=10_000,
         entprop_pgd_n=2000,
+        survival_depths=(20, 32, 44, 56),
+        survival_width=16,
+        survival_configs=_survival_configs(epochs=30),
+        survival_squeeze_bits=(3, 5),
+        survival_n=1000,
+        survival_attacks=_survival_attacks(pgd_steps=10, max_steps=50),
     ),
 }
 PROFILES: dict[str, Profile] = {name: Profile(name, settings) for name, settings in _TABLE.items()}

@@ -12,6 +12,7 @@ normalised pixels.  Classifiers return logits ``(N, num_classes)``.
   model; ImageNet weights from torch's cache, a clear error offline);
 * :mod:`.hybrid`: :class:`HybridCNN` (MobileNetV2 backbone + SE + grouped/depthwise head; 3D mode);
 * :mod:`.cost`: parameter count, FLOPs per image, measured latency and throughput;
+* :mod:`.resnet`: :class:`CifarResNet`, He et al.'s CIFAR ResNets of depth ``6 n + 2`` (8, 14, 20, ...);
 * :mod:`.dual_bn`: dual BatchNorm for AdvProp / EntProp (:func:`convert_to_dual_bn`, :func:`auxiliary_bn`,
   :func:`to_single_bn`; evaluation always uses the main BatchNorm).
 
@@ -31,12 +32,13 @@ from .dual_bn import (DualBatchNorm, auxiliary_bn, convert_to_dual_bn, drop_auxi
 from .hybrid import HybridCNN
 from .layers import DepthwiseSeparableConv, GroupedConvBlock, SqueezeExcitation
 from .mobilenet import MobileNetV2, PretrainedWeightsMissing, mobilenet_v2
+from .resnet import CifarResNet
 
 __all__ = ["Normalize", "SimpleCNN", "FastNet", "GrayscaleCNN", "ConvAutoencoder", "MODELS", "build", "CIFAR10_MEAN", "CIFAR10_STD",
            "DepthwiseSeparableConv", "GroupedConvBlock", "SqueezeExcitation", "MobileNetV2", "mobilenet_v2",
            "PretrainedWeightsMissing", "HybridCNN", "count_parameters", "flops_per_image", "measure_latency", "Latency",
            "DualBatchNorm", "convert_to_dual_bn", "auxiliary_bn", "to_single_bn", "drop_auxiliary_bn", "main_bn_state_dict",
-           "dual_bn_layers"]
+           "dual_bn_layers", "CifarResNet"]
 
 MODELS: dict[str, type[nn.Module]] = {
     "simple_cnn": SimpleCNN,
@@ -45,6 +47,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "autoencoder": ConvAutoencoder,
     "mobilenet_v2": MobileNetV2,
     "hybrid_cnn": HybridCNN,
+    "resnet": CifarResNet,
 }
 
 

@@ -15,13 +15,19 @@
   (:func:`time_to_failure`) or over PGD's steps (:func:`steps_to_failure`), right-censored;
   Weibull / log-normal / log-logistic AFT fits (:func:`fit_aft`, :func:`compare_aft`,
   :func:`acceleration_factors`) and the cost-normalised metric (pandas and lifelines are imported
-  only by the functions that need them).
+  only by the functions that need them);
+* :mod:`.deepfool`: time to failure under DeepFool (torchattacks): the L2 size of its perturbation
+  (:func:`deepfool_to_failure`);
+* :mod:`.defences`: feature squeezing by bit depth (:func:`squeeze_bit_depth`, :class:`FeatureSqueezing`,
+  straight-through gradients by default).
 
 """
 from .corruptions import (CORRUPTIONS, SEVERITIES, SEVERITY_PARAMS, corrupt, corruption_accuracy, hscore,
                           robust_accuracy)
 from .curves import (accuracy_curve, adversarial_accuracy, adversarial_examples, correct_mask, correct_vs_eps,
                      pgd_accuracy_grid, predictions)
+from .deepfool import deepfool_to_failure
+from .defences import FeatureSqueezing, squeeze_bit_depth
 from .masking import gradient_masking_checks
 from .smoothing import (ABSTAIN, Certificate, SmoothedClassifier, average_certified_radius, certified_accuracy,
                         certified_radius, clopper_pearson_lower, radius_definitions, smoothing_votes)
@@ -35,4 +41,5 @@ __all__ = ["accuracy_curve", "adversarial_accuracy", "adversarial_examples", "co
            "certified_accuracy", "average_certified_radius", "radius_definitions", "smoothing_votes",
            "CORRUPTIONS", "SEVERITIES", "SEVERITY_PARAMS", "corrupt", "corruption_accuracy", "robust_accuracy", "hscore",
            "SurvivalData", "time_to_failure", "steps_to_failure", "AFT_MODELS", "AFTFits", "fit_aft", "compare_aft",
-           "acceleration_factors", "expected_time_to_failure", "cost_normalised_robustness"]
+           "acceleration_factors", "expected_time_to_failure", "cost_normalised_robustness", "deepfool_to_failure",
+           "FeatureSqueezing", "squeeze_bit_depth"]

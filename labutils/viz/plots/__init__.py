@@ -1,6 +1,7 @@
 """Figures of the course, drawn with matplotlib: :mod:`.images`, :mod:`.scores`, :mod:`.curves`, :mod:`.adversarial`,
 :mod:`.entropy`, :mod:`.entprop` (entropy of EntProp's selected images), :mod:`.selective` (risk-coverage curves, reliability diagrams), :mod:`.smoothing` (votes under
-noise, certified accuracy against the L2 radius).
+noise, certified accuracy against the L2 radius), :mod:`.survival` (Kaplan-Meier curves, acceleration factors,
+predicted survival, cost against survival).
 
 Every function draws into ``ax`` (or ``fig``) when given one, else into a new
 figure, and returns the :class:`matplotlib.figure.Figure`.  Nothing here
@@ -21,6 +22,7 @@ from .images import class_balance, heatmap, image_grid
 from .scores import roc_curves, score_histograms
 from .selective import RELIABILITY_STYLES, reliability_diagram, risk_coverage_curves
 from .smoothing import certified_accuracy_curves, radius_vs_distance, smoothing_votes_figure
+from .survival import acceleration_factor_plot, cost_vs_survival, kaplan_meier_curves, predicted_survival_curves
 
 __all__ = ["score_histograms", "roc_curves", "image_grid", "class_balance", "heatmap", "training_curves",
            "accuracy_vs_eps", "pgd_settings", "rates_vs_eps", "rate_vs_steps",
@@ -28,4 +30,5 @@ __all__ = ["score_histograms", "roc_curves", "image_grid", "class_balance", "hea
            "entropy_histograms", "auroc_vs_eps", "auroc_bars",  # notebook 05
            "risk_coverage_curves", "reliability_diagram", "RELIABILITY_STYLES",  # notebook 06
            "smoothing_votes_figure", "certified_accuracy_curves", "radius_vs_distance",  # notebook 07
-           "selection_entropy_histograms"]  # notebook 08
+           "selection_entropy_histograms",  # notebook 08
+           "kaplan_meier_curves", "acceleration_factor_plot", "predicted_survival_curves", "cost_vs_survival"]  # 09
