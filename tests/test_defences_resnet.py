@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -125,3 +126,54 @@ def test_survival_cell_measures_every_attack_on_a_cached_model(tiny_train_set, c
         assert r["params"] == count_parameters(CifarResNet(depth=8, width=4))
         assert r["gradient_seconds"] > 0 and r["predict_seconds"] > 0 and r["attack_seconds"] > 0
         json.dumps(rows)
+
+
+def _grid_table():
+    """A hand-made grid table: two models x two attacks, three images each, durations in each attack's unit."""
+    import pandas as pd
+
+    rows = []
+    for name, depth, defence, strength in (("r8", 8, "none", 0.0), ("r8a", 8, "adversarial", 4.0),
+                                            ("r14n", 14, "noise", 0.1), ("r14n2", 14, "noise", 0.05)):
+        for attack, top, durations in (("fgsm", 16 / 255, (2 / 255, 8 / 255, 16 / 255)), ("pgd_l2", 1.5, (0.3, 0.6, 1.5))):
+            for image, d in enumerate(durations):
+                rows.append({"cell": f"{name}-{attack}", "name": name, "arch": "fastnet" if name == "r14n2" else "resnet",
+                             "depth": depth, "defence": defence,
+                             "defence_strength": strength, "attack": attack, "image": image, "duration": d,
+                             "event": int(image < 2), "budget_max": top})
+    return pd.DataFrame(rows)
+
+
+def test_scaled_strengths_and_aft_frame_put_attacks_and_defences_on_one_scale():
+    table = _grid_table()
+    scaled = sg.scaled_strengths(table)
+    assert np.allclose(scaled.attack_strength[table.attack == "fgsm"].to_numpy()[:3], [0.125, 0.5, 1.0])
+    assert np.allclose(scaled.attack_strength[table.attack == "pgd_l2"].to_numpy()[:3], [0.2, 0.4, 1.0])
+    by_name = scaled.groupby("name").defence_strength_scaled.first()
+    assert by_name.to_dict() == {"r14n": 1.0, "r14n2": 0.5, "r8": 0.0, "r8a": 1.0}
+    assert "attack_strength" not in table.columns  # a copy
+    frame = sg.aft_frame(table)
+    assert list(frame.columns) == ["duration", "event", "depth", "noise", "adversarial", "pgd_l2", "fastnet"]
+    assert frame.fastnet.sum() == 6 and frame.loc["r14n2-fgsm/0", "fastnet"] == 1.0  # the rarer architecture
+    assert frame.index[0] == "r8-fgsm/0" and frame.event.dtype == bool
+    assert np.allclose(frame.duration, scaled.attack_strength) and (frame.duration > 0).all()
+    row = frame.loc["r14n2-pgd_l2/1"]
+    assert (row.noise, row.adversarial, row.pgd_l2, row.depth) == (0.5, 0.0, 1.0, 14.0)
+    raw = sg.aft_frame(table, attacks=["pgd_l2"], scale=False)
+    assert list(raw.columns) == ["duration", "event", "depth", "noise", "adversarial", "fastnet"]  # no attack indicator
+    assert np.allclose(raw.duration.to_numpy()[:3], [0.3, 0.6, 1.5])
+    with pytest.raises(ValueError, match="no rows"):
+        sg.aft_frame(table, attacks=["deepfool"])
+
+
+def test_median_survival_matches_lifelines_and_reports_inf_when_most_survive():
+    from lifelines import KaplanMeierFitter
+
+    table = _grid_table()
+    table.loc[(table.name == "r8") & (table.attack == "fgsm"), "event"] = [1, 0, 0]  # 2 of 3 survive
+    med = sg.median_survival(table)
+    assert med.loc[("r8", "fgsm"), "median"] == np.inf and med.loc[("r8", "fgsm"), "events"] == 1
+    g = table[(table.name == "r8a") & (table.attack == "pgd_l2")]
+    expected = KaplanMeierFitter().fit(g.duration, g.event).median_survival_time_
+    assert med.loc[("r8a", "pgd_l2"), "median"] == pytest.approx(expected) == pytest.approx(0.6)
+    assert med.loc[("r8a", "pgd_l2"), "images"] == 3 and med.loc[("r8a", "pgd_l2"), "budget_max"] == 1.5

@@ -287,3 +287,31 @@ def test_deepfool_duration_is_the_closed_form_l2_distance(linear_case):
         deepfool_to_failure(model, x, y, max_norm=0.0, progress=False)
     with pytest.raises(ValueError, match="overshoot"):
         deepfool_to_failure(model, x, y, max_norm=1.0, overshoot=-1, progress=False)
+
+
+def test_cluster_bootstrap_widens_intervals_of_duplicated_rows():
+    """Five copies of every row make lifelines' standard error sqrt(5) too small; resampling whole clusters does not."""
+    from labutils.robustness import cluster_bootstrap_time_ratios
+
+    rng = np.random.default_rng(3)
+    n = 150
+    z = rng.normal(size=n)
+    t = np.exp(0.5 + 0.4 * z) * rng.weibull(1.5, n)
+    cap = np.quantile(t, 0.9)
+    one = pd.DataFrame({"duration": np.minimum(t, cap), "event": t <= cap, "z": z})
+    copies = pd.concat([one] * 5, ignore_index=True)
+    clusters = np.tile(np.arange(n), 5)
+    single = sv.acceleration_factors(sv.fit_aft(one, models=("weibull",))["weibull"])
+    boot = cluster_bootstrap_time_ratios(copies, clusters, model="weibull", n_boot=40, seed=0, progress=False)
+    assert boot.attrs["clusters"] == n and boot.attrs["failed"] == 0 and boot.attrs["ci"] == 0.95
+    row = boot.loc["z"]
+    assert row.time_ratio == pytest.approx(single.loc["z", "time_ratio"], rel=1e-4)  # copies: same estimate
+    assert row.naive_se == pytest.approx(single.loc["z", "se"] / math.sqrt(5), rel=0.02)
+    assert 0.6 < row.se / single.loc["z", "se"] < 1.6  # the bootstrap recovers the one-copy uncertainty
+    assert row.ci_lower < math.exp(0.4) < row.ci_upper and row.effect == "slows failure"
+    with pytest.raises(ValueError, match="one entry per row"):
+        cluster_bootstrap_time_ratios(copies, clusters[:10])
+    with pytest.raises(ValueError, match="n_boot"):
+        cluster_bootstrap_time_ratios(copies, clusters, n_boot=3)
+    with pytest.raises(ValueError, match="two clusters"):
+        cluster_bootstrap_time_ratios(copies, np.zeros(len(copies)))

@@ -28,7 +28,7 @@ from ..runtime import frozen_eval
 from ..training import TrainConfig, get_or_train
 
 __all__ = ["ATTACKS", "DEFENCES", "model_specs", "train_models", "survival_cells", "survival_cell", "seconds_per_gradient",
-           "aft_frame", "median_survival"]
+           "scaled_strengths", "aft_frame", "median_survival"]
 
 ATTACKS = ("fgsm", "pgd_linf", "pgd_l2", "deepfool", "pgd_steps")
 DEFENCES = ("noise", "adversarial", "squeeze")
@@ -141,17 +141,25 @@ def survival_cells(specs: Sequence[Mapping], attacks: Mapping[str, Mapping], *, 
             for spec in specs for attack, settings in attacks.items()]
 
 
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def seconds_per_gradient(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, repeats: int = 3) -> float:
     """Wall-clock seconds of one input gradient (forward + backward) per image: the cost of one PGD step.
 
-    ``x``: float images ``(N, C, H, W)`` in ``[0, 1]``; the fastest of ``repeats`` timings over the batch, divided by N.
+    ``x``: float images ``(N, C, H, W)`` in ``[0, 1]`` on the model's device, ``y`` their labels; the fastest of
+    ``repeats`` timings over the batch, divided by N (the grid times 64 images, its attacks run 256 at a time).
     """
     best = math.inf
     with frozen_eval(model):
         for _ in range(repeats):
             xg = x.detach().clone().requires_grad_(True)
+            _sync(x.device)
             t0 = time.perf_counter()
             torch.nn.functional.cross_entropy(model(xg), y).backward()
+            _sync(x.device)
             best = min(best, time.perf_counter() - t0)
     return best / x.shape[0]
 
@@ -172,7 +180,8 @@ def survival_cell(params: Mapping) -> list[dict]:
     if spec["squeeze_bits"] is not None:
         model = FeatureSqueezing(model, int(spec["squeeze_bits"]))
     images, labels = subset(*load("cifar10", "test"), int(spec["n_images"]), seed=int(spec["data_seed"]))
-    x = to_float(images, torch.device("cpu"))
+    device = next(model.parameters()).device
+    x = to_float(images, device)
     attack = spec["attack"]
     if attack in ("fgsm", "pgd_linf", "pgd_l2"):
         kind, norm = ("fgsm", "linf") if attack == "fgsm" else ("pgd", attack.split("_")[1])
@@ -182,32 +191,49 @@ def survival_cell(params: Mapping) -> list[dict]:
         data = deepfool_to_failure(model, x, labels, max_norm=float(settings["max_norm"]),
                                    steps=int(settings.get("steps", 50)), progress=False)
     elif attack == "pgd_steps":
-        data = steps_to_failure(model, x, labels, float(settings["eps"]), int(settings["max_steps"]), progress=False)
+        data = steps_to_failure(model, x, labels, float(settings["eps"]), int(settings["max_steps"]),
+                                alpha=settings.get("alpha"), progress=False)
     else:
         raise ValueError(f"unknown attack {attack!r}: use {list(ATTACKS)}.")
     n = x.shape[0]
     with torch.no_grad(), frozen_eval(model):
+        _sync(device)
         t0 = time.perf_counter()
         model(x[:256])
+        _sync(device)
         predict = (time.perf_counter() - t0) / min(n, 256)
     cell = {"budget_max": float(data.budgets[-1]), "clean_accuracy": data.event.size / n,
             "adv_accuracy": data.n_censored / n, "n_events": data.n_events, "attack_seconds": data.seconds,
-            "predict_seconds": predict, "gradient_seconds": seconds_per_gradient(model, x[:64], labels[:64]),
+            "predict_seconds": predict,
+            "gradient_seconds": seconds_per_gradient(model, x[:64], labels[:64].to(device)),
             "train_seconds": float(info["train_seconds"]), "model": _model_key(spec),
             "params": count_parameters(model)}
     return [{"image": int(i), "duration": float(d), "event": int(e), **cell}
             for i, d, e in zip(data.index, data.duration, data.event)]
 
 
+def scaled_strengths(table):
+    """A copy of a grid table with ``attack_strength`` and ``defence_strength_scaled`` in ``[0, 1]``.
+
+    Min-max scaled within each type, each type's minimum being "none": ``attack_strength`` is the budget that
+    broke the image divided by its attack's largest budget (0 would be the clean image), ``defence_strength_scaled``
+    the defence's strength divided by the largest of its type in the table (0 for undefended models).
+    """
+    out = table.copy()
+    out["attack_strength"] = out["duration"] / out["budget_max"]
+    top = out.groupby("defence")["defence_strength"].transform("max")
+    out["defence_strength_scaled"] = (out["defence_strength"] / top.where(top > 0, 1.0)).astype(float)
+    return out
+
+
 def aft_frame(table, *, attacks: Sequence[str] | None = None, scale: bool = True):
     """Per-image rows of a grid table, ready for :func:`labutils.robustness.fit_aft`.
 
-    Columns: ``duration`` (with ``scale``: the breaking budget divided by its attack's largest budget, so every
-    attack's durations lie in ``(0, 1]``, min-max scaled with each attack's minimum at the clean image's 0; else in
-    the attack's own unit), ``event`` (bool), ``depth`` (weight layers), one column per defence type present
-    (its strength divided by the type's largest in the table: 0 for the other models, min-max scaled with
-    "no defence" as each type's 0) and one indicator per attack present but the first of :data:`ATTACKS` (the
-    baseline).  The index is ``"<cell>/<image>"``.
+    Columns: ``duration`` (with ``scale``: :func:`scaled_strengths`' ``attack_strength``, in ``(0, 1]`` for every
+    attack; else in the attack's own unit), ``event`` (bool), ``depth`` (weight layers), one column per defence
+    type present (``defence_strength_scaled`` for that type's models, 0 for the others), one indicator per
+    attack present but the first of :data:`ATTACKS` (the baseline) and one per architecture but the most
+    frequent (e.g. ``fastnet`` beside the ResNets: otherwise it would share the covariates of a ResNet of its depth).  The index is ``"<cell>/<image>"``.
 
     Args:
         table: :class:`~labutils.course.grid.GridResult`'s ``table`` of :func:`survival_cell` rows.
@@ -218,16 +244,18 @@ def aft_frame(table, *, attacks: Sequence[str] | None = None, scale: bool = True
     t = table if attacks is None else table[table["attack"].isin(list(attacks))]
     if len(t) == 0:
         raise ValueError(f"no rows for attacks {attacks}; the table has {sorted(set(table['attack']))}.")
-    out = pd.DataFrame({"duration": t["duration"] / t["budget_max"] if scale else t["duration"],
+    t = scaled_strengths(t)
+    out = pd.DataFrame({"duration": t["attack_strength"] if scale else t["duration"],
                         "event": t["event"].astype(bool), "depth": t["depth"].astype(float)})
     for defence in DEFENCES:
-        mine = t["defence"] == defence
-        if mine.any():
-            top = float(t.loc[mine, "defence_strength"].max())
-            out[defence] = (t["defence_strength"] / top).where(mine, 0.0).astype(float)
+        if (t["defence"] == defence).any():
+            out[defence] = t["defence_strength_scaled"].where(t["defence"] == defence, 0.0).astype(float)
     present = [a for a in ATTACKS if a in set(t["attack"])]
     for attack in present[1:]:
         out[attack] = (t["attack"] == attack).astype(float)
+    archs = t["arch"].value_counts().index.tolist()  # the most frequent architecture is the baseline
+    for arch in archs[1:]:
+        out[arch] = (t["arch"] == arch).astype(float)
     out.index = t["cell"].astype(str) + "/" + t["image"].astype(str)
     return out
 

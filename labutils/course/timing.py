@@ -47,13 +47,15 @@ REFERENCE = {
 # 717 s from an empty cache (five GrayscaleCNNs, about 290 s of training; 3 x 1000 images certified at sigma 0.5 and
 # 2 x 1000 at 0.25 and 1, n = 1000), divided by the runner's 0.81 calibration; 08 standard 851 s from an
 # empty cache (five half-width FastNets, 756 s of training: 10.2 vanilla units of 4 epochs on 30,000 images), / 0.81.
+# 09 standard (2026-12-05) 861 s with its three ResNet-8s cached (their training: 114 s), so about 975 s from an empty
+# cache (13 models, 669 + 114 s of training; 65 grid cells of 200 images, 188 s), / 0.81; smoke about 45 s (27 s training).
 EXPECTED_SECONDS: dict[str, dict[str, float]] = {
     "smoke": {"00": 44.0, "01": 16.0, "02": 21.0, "03": 42.0, "04": 80.0, "05": 25.0, "06": 60.0, "07": 50.0,
-              "08": 60.0},
+              "08": 60.0, "09": 60.0},
     "standard": {"00": 712.0, "01": 157.0, "02": 120.0, "03": 629.0, "04": 1186.0, "05": 138.0, "06": 1196.0,
-                 "07": 885.0, "08": 1050.0},
+                 "07": 885.0, "08": 1050.0, "09": 1205.0},
     "full": {"00": 600.0, "01": 300.0, "02": 300.0, "03": 900.0, "04": 1800.0, "05": 600.0, "06": 1800.0, "07": 900.0,
-             "08": 1800.0},  # a GPU: rough guesses, no run measured yet
+             "08": 1800.0, "09": 1800.0},  # a GPU: rough guesses, no run measured yet
 }
 
 

@@ -16,12 +16,15 @@
   Weibull / log-normal / log-logistic AFT fits (:func:`fit_aft`, :func:`compare_aft`,
   :func:`acceleration_factors`) and the cost-normalised metric (pandas and lifelines are imported
   only by the functions that need them);
+* :mod:`.aft_bootstrap`: AFT time ratios with intervals from a bootstrap over clusters of rows (e.g. the
+  same test image under many models: :func:`cluster_bootstrap_time_ratios`);
 * :mod:`.deepfool`: time to failure under DeepFool (torchattacks): the L2 size of its perturbation
   (:func:`deepfool_to_failure`);
 * :mod:`.defences`: feature squeezing by bit depth (:func:`squeeze_bit_depth`, :class:`FeatureSqueezing`,
   straight-through gradients by default).
 
 """
+from .aft_bootstrap import cluster_bootstrap_time_ratios
 from .corruptions import (CORRUPTIONS, SEVERITIES, SEVERITY_PARAMS, corrupt, corruption_accuracy, hscore,
                           robust_accuracy)
 from .curves import (accuracy_curve, adversarial_accuracy, adversarial_examples, correct_mask, correct_vs_eps,
@@ -42,4 +45,4 @@ __all__ = ["accuracy_curve", "adversarial_accuracy", "adversarial_examples", "co
            "CORRUPTIONS", "SEVERITIES", "SEVERITY_PARAMS", "corrupt", "corruption_accuracy", "robust_accuracy", "hscore",
            "SurvivalData", "time_to_failure", "steps_to_failure", "AFT_MODELS", "AFTFits", "fit_aft", "compare_aft",
            "acceleration_factors", "expected_time_to_failure", "cost_normalised_robustness", "deepfool_to_failure",
-           "FeatureSqueezing", "squeeze_bit_depth"]
+           "FeatureSqueezing", "squeeze_bit_depth", "cluster_bootstrap_time_ratios"]

@@ -128,7 +128,8 @@ def cost_vs_survival(table, *, x: str = "train_seconds_per_sample", y: str = "ex
     """Training cost per sample against the expected time to break one sample, one point per model.
 
     ``table``: a DataFrame with columns ``x`` and ``y`` (seconds, log-log axes) and ``label``; the dashed
-    line is where both are equal (cost-normalised metric 1: above it a sample costs more to train than to break).
+    line is where both are equal (cost-normalised metric 1); above it the metric is below 1: a sample costs less
+    to train than to break.
     """
     import matplotlib.pyplot as plt
 
