@@ -53,8 +53,22 @@ def model_to_channels_last(model: nn.Module) -> nn.Module:
 
 
 def default_device() -> torch.device:
-    """CUDA when available, else CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The device ``$LAB_DEVICE`` names: ``auto`` (default) is CUDA when available, else the CPU.
+
+    ``cuda`` or ``mps`` (Apple silicon, opt-in until measured on such a machine) that this machine lacks
+    is a RuntimeError saying what was found, never a silent fall back to the CPU.
+    """
+    choice = settings.device()
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("LAB_DEVICE=cuda, but PyTorch finds no CUDA GPU here (torch.cuda.is_available() is "
+                           f"False; torch {torch.__version__}). Unset LAB_DEVICE (auto) or set LAB_DEVICE=cpu.")
+    if choice == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise RuntimeError("LAB_DEVICE=mps, but PyTorch's Metal backend is not available here "
+                           "(torch.backends.mps.is_available() is False: it needs an Apple-silicon Mac and macOS 12.3 "
+                           "or later). Unset LAB_DEVICE (auto) or set LAB_DEVICE=cpu.")
+    return torch.device(choice)
 
 
 def model_dtype_device(model: nn.Module, fallback: torch.Tensor | None = None) -> tuple[torch.dtype, torch.device]:

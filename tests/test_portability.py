@@ -163,3 +163,31 @@ def test_expected_seconds_prefers_this_machines_earlier_run(tmp_path):
 def test_calibration_times_a_training_step():
     seconds = timing.calibrate(steps=1, batch_size=8)
     assert 0 < seconds < 60
+
+
+# --------------------------------------------------------------------------- LAB_DEVICE
+@pytest.mark.parametrize("cuda,mps,setting,expected", [
+    (False, False, None, "cpu"), (True, False, None, "cuda"), (True, True, "auto", "cuda"),
+    (False, True, "auto", "cpu"),  # mps is opt-in: auto never picks it
+    (False, True, "mps", "mps"), (True, False, "CPU", "cpu"), (True, False, "cuda", "cuda")])
+def test_lab_device_chooses_the_device(monkeypatch, cuda, mps, setting, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    if setting is None:
+        monkeypatch.delenv("LAB_DEVICE", raising=False)
+    else:
+        monkeypatch.setenv("LAB_DEVICE", setting)
+    assert runtime.default_device() == torch.device(expected)
+
+
+@pytest.mark.parametrize("setting,match", [("cuda", "no CUDA GPU"), ("mps", "Metal backend is not available")])
+def test_lab_device_missing_hardware_is_an_error_not_a_fallback(monkeypatch, setting, match):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.setenv("LAB_DEVICE", setting)
+    with pytest.raises(RuntimeError, match=match) as err:
+        runtime.default_device()
+    assert "LAB_DEVICE=cpu" in str(err.value)
+    monkeypatch.setenv("LAB_DEVICE", "tpu")
+    with pytest.raises(ValueError, match="auto, cpu, cuda or mps"):
+        runtime.default_device()

@@ -44,7 +44,7 @@ class CifarResNet(nn.Module):
     """CIFAR ResNet of ``depth = 6 n + 2`` layers (see the module docstring).
 
     Args:
-        depth: 8, 14, 20, 26, 32, 44, 56, ...  width: channels of the first stage (16: He et al.'s).
+        depth: 8, 14, 20, 26, 32, 44, 56, ...  width: channels of the first stage, >= 8 (16: He et al.'s).
         num_classes, in_channels, mean, std: the task (CIFAR-10 by default).
 
     Input ``(N, in_channels, H, W)`` in ``[0, 1]`` (32x32 for CIFAR-10); output logits ``(N, num_classes)``.
@@ -54,8 +54,10 @@ class CifarResNet(nn.Module):
                  mean=CIFAR10_MEAN, std=CIFAR10_STD):
         super().__init__()
         n = resnet_blocks_per_stage(depth)
-        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-            raise ValueError(f"width must be a positive int (channels of the first stage), got {width!r}.")
+        if isinstance(width, bool) or not isinstance(width, int) or width < 8:
+            # width 4 hung or crashed in the backward pass on AVX2 kernels (oneDNN, channels-last, torch 2.14.1)
+            raise ValueError(f"width must be an int >= 8 (channels of the first stage; He et al. use 16), got "
+                             f"{width!r}: narrower ResNets hung or crashed in training on AVX2 CPUs.")
         self.depth, self.width = depth, width
         layers: list[nn.Module] = [Normalize(mean[:in_channels], std[:in_channels]),
                                    nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
