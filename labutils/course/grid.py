@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
-import importlib
 import json
 import re
 import threading
@@ -42,6 +41,7 @@ from typing import Any
 
 import joblib
 
+from ..extras import require
 from ..files import atomic_write_text, error_summary
 
 __all__ = ["GridResult", "run_grid", "cell_key", "SchedulerUnreachable", "dask_client", "minmax_within",
@@ -50,15 +50,8 @@ __all__ = ["GridResult", "run_grid", "cell_key", "SchedulerUnreachable", "dask_c
 _SCALARS = (str, int, float, bool, type(None))
 
 
-def _require(name: str, hint: str):
-    try:
-        return importlib.import_module(name)
-    except ImportError as err:
-        raise ImportError(f"{hint}; it is part of labutils[course]: run `make setup`.") from err
-
-
 def _pandas():
-    return _require("pandas", "labutils.course.grid needs pandas for its tables (pip install pandas)")
+    return require("pandas", "labutils.course.grid (its tables)")
 
 
 def _canonical(params: Mapping) -> str:
@@ -333,8 +326,7 @@ def dask_client(address: str | None = None, *, n_workers: int = 2, threads_per_w
         raise :class:`SchedulerUnreachable` (never a silent serial run).  None: start a local cluster of
         ``n_workers`` processes with ``threads_per_worker`` threads each (no dashboard).
     """
-    distributed = _require("distributed", "dask_client needs Dask's distributed scheduler: "
-                                          "pip install 'dask[distributed]'")
+    distributed = require("distributed", "dask_client (Dask's distributed scheduler)", pip="dask[distributed]")
     with contextlib.ExitStack() as stack:  # closes the client, then the cluster
         if address is None:
             cluster = stack.enter_context(distributed.LocalCluster(

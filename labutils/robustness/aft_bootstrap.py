@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .survival import _model_key, _optional, _scale_name, acceleration_factors, fit_aft
+from .survival import _model_key, _optional, _scale_name, acceleration_factors, fit_aft, time_ratio_effect
 
 __all__ = ["cluster_bootstrap_time_ratios"]
 
@@ -70,7 +70,6 @@ def cluster_bootstrap_time_ratios(df, clusters, *, model: str = "weibull", n_boo
     lo, hi = np.exp(np.quantile(draws, [alpha / 2, 1 - alpha / 2], axis=0))
     out = pd.DataFrame({"time_ratio": base["time_ratio"], "ci_lower": lo, "ci_upper": hi,
                         "se": draws.std(axis=0, ddof=1), "naive_se": base["se"]}, index=base.index)
-    out["effect"] = np.where(out["ci_lower"] > 1, "slows failure",
-                             np.where(out["ci_upper"] < 1, "speeds up failure", "unclear"))
+    out["effect"] = time_ratio_effect(lo, hi)
     out.attrs.update({"n_boot": n_boot, "failed": failed, "clusters": int(names.size), "ci": 1 - alpha})
     return out

@@ -24,11 +24,13 @@ from torch import nn
 from ..attacks.checks import as_int, canonical_norm, check_alpha, check_eps, check_labels
 from ..attacks.gradient import PreparedBatch, fgsm, pgd, pgd_step
 from ..data import as_float_images
+from ..extras import require
 from ..runtime import frozen_eval
 from .curves import _correct_under_attack, correct_mask
 
 __all__ = ["SurvivalData", "time_to_failure", "steps_to_failure", "AFT_MODELS", "AFTFits", "fit_aft",
-           "compare_aft", "acceleration_factors", "expected_time_to_failure", "cost_normalised_robustness"]
+           "compare_aft", "acceleration_factors", "time_ratio_effect", "expected_time_to_failure",
+           "cost_normalised_robustness"]
 
 # model name -> lifelines class and the name of its scale parameter (the one covariates act on)
 AFT_MODELS = {"weibull": ("WeibullAFTFitter", "lambda_"), "lognormal": ("LogNormalAFTFitter", "mu_"),
@@ -37,13 +39,7 @@ AFT_MODELS = {"weibull": ("WeibullAFTFitter", "lambda_"), "lognormal": ("LogNorm
 
 def _optional(name: str):
     """Import ``pandas`` or ``lifelines``, or say how to install it."""
-    import importlib
-
-    try:
-        return importlib.import_module(name)
-    except ImportError as err:
-        raise ImportError(f"labutils.robustness.survival needs the '{name}' package for tables and AFT fits; it "
-                          f"is part of labutils[course]: run `make setup` (or `pip install {name}`).") from err
+    return require(name, "labutils.robustness.survival (tables and AFT fits)")
 
 
 @dataclass(frozen=True, eq=False)
@@ -415,6 +411,13 @@ def _scale_name(fit) -> str:
     raise TypeError(f"{type(fit).__name__} is not a fitted Weibull, log-normal or log-logistic AFT model.")
 
 
+def time_ratio_effect(ci_lower, ci_upper) -> np.ndarray:
+    """Per covariate, what its time-ratio interval says: ``"slows failure"`` (above 1), ``"speeds up failure"``
+    (below 1) or ``"unclear"`` (it contains 1)."""
+    lower, upper = np.asarray(ci_lower, dtype=float), np.asarray(ci_upper, dtype=float)
+    return np.where(lower > 1, "slows failure", np.where(upper < 1, "speeds up failure", "unclear"))
+
+
 def acceleration_factors(fit, *, include_intercept: bool = False):
     """Time ratios ``exp(coef)`` of the covariates on the scale parameter, with confidence intervals.
 
@@ -437,8 +440,7 @@ def acceleration_factors(fit, *, include_intercept: bool = False):
     upper = next(c for c in summary.columns if c.startswith("exp(coef) upper"))
     out = pd.DataFrame({"coef": rows["coef"], "se": rows["se(coef)"], "time_ratio": rows["exp(coef)"],
                         "ci_lower": rows[lower], "ci_upper": rows[upper], "p": rows["p"]})
-    out["effect"] = np.where(out["ci_lower"] > 1, "slows failure",
-                             np.where(out["ci_upper"] < 1, "speeds up failure", "unclear"))
+    out["effect"] = time_ratio_effect(out["ci_lower"], out["ci_upper"])
     out.index.name = "covariate"
     out.attrs["ci"] = 1 - float(fit.alpha)
     return out

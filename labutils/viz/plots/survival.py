@@ -11,9 +11,20 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ._common import _to_numpy
+from ._common import _new_axes, _to_numpy
 
 __all__ = ["kaplan_meier_curves", "acceleration_factor_plot", "predicted_survival_curves", "cost_vs_survival"]
+
+
+def _share_axes(ax, xlabel: str, ylabel: str, title: str | None) -> None:
+    """Axes of a share of images (0 to 1) against a budget: limits, labels, grid, legend, title."""
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    if title:
+        ax.set_title(title)
 
 
 def kaplan_meier_curves(groups: Mapping[str, tuple], *, ax=None, xlabel: str = "attack budget", title: str | None = None,
@@ -27,13 +38,11 @@ def kaplan_meier_curves(groups: Mapping[str, tuple], *, ax=None, xlabel: str = "
 
     Returns the Figure; censored images are marked with ``|`` where they leave the curve.
     """
-    import matplotlib.pyplot as plt
     from lifelines import KaplanMeierFitter
 
     if not groups:
         raise ValueError("groups is empty: pass {label: (duration, event)}.")
-    fig = ax.figure if ax is not None else plt.figure(figsize=(6.0, 4.0))
-    ax = ax or fig.add_subplot(1, 1, 1)
+    fig, ax = _new_axes(ax, (6.0, 4.0))
     for label, (duration, event) in groups.items():
         d, e = _to_numpy(duration).ravel().astype(float), _to_numpy(event).ravel().astype(bool)
         if d.shape != e.shape or d.size == 0 or np.any(~np.isfinite(d) | (d <= 0)):
@@ -51,13 +60,7 @@ def kaplan_meier_curves(groups: Mapping[str, tuple], *, ax=None, xlabel: str = "
                     color=line.get_color(), markersize=8)
     if logx:
         ax.set_xscale("log")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("share of images not yet flipped")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
-    if title:
-        ax.set_title(title)
+    _share_axes(ax, xlabel, "share of images not yet flipped", title)
     return fig
 
 
@@ -70,13 +73,10 @@ def acceleration_factor_plot(factors: Mapping, *, ax=None, title: str | None = N
 
     Returns the Figure: right of the line at 1 a covariate slows failure, left of it speeds failure up.
     """
-    import matplotlib.pyplot as plt
-
     if not factors:
         raise ValueError("factors is empty: pass {model: acceleration_factors(fit)}.")
     covariates = list(dict.fromkeys(c for f in factors.values() for c in f.index))
-    fig = ax.figure if ax is not None else plt.figure(figsize=(6.5, 0.45 * len(covariates) + 1.5))
-    ax = ax or fig.add_subplot(1, 1, 1)
+    fig, ax = _new_axes(ax, (6.5, 0.45 * len(covariates) + 1.5))
     k = len(factors)
     for j, (name, f) in enumerate(factors.items()):
         ys = np.array([covariates.index(c) for c in f.index]) + (j - (k - 1) / 2) * 0.8 / max(k, 1)
@@ -92,7 +92,6 @@ def acceleration_factor_plot(factors: Mapping, *, ax=None, title: str | None = N
     ax.legend(fontsize="small")
     if title:
         ax.set_title(title)
-    fig.tight_layout()
     return fig
 
 
@@ -102,24 +101,15 @@ def predicted_survival_curves(fit, rows, *, times=None, ax=None, xlabel: str = "
 
     ``times``: the budgets to evaluate at (default: 200 points up to the fit's largest duration).
     """
-    import matplotlib.pyplot as plt
-
     if len(rows) == 0:
         raise ValueError("rows is empty: pass one row of covariates per curve.")
     if times is None:
         times = np.linspace(0, float(np.max(fit.durations)), 200)[1:]
     sf = fit.predict_survival_function(rows, times=np.asarray(times, float))
-    fig = ax.figure if ax is not None else plt.figure(figsize=(6.0, 4.0))
-    ax = ax or fig.add_subplot(1, 1, 1)
+    fig, ax = _new_axes(ax, (6.0, 4.0))
     for label, col in zip(rows.index, sf.columns):
         ax.plot(sf.index, sf[col].to_numpy(), label=str(label))
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("predicted share not yet flipped")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
-    if title:
-        ax.set_title(title)
+    _share_axes(ax, xlabel, "predicted share not yet flipped", title)
     return fig
 
 
@@ -131,13 +121,10 @@ def cost_vs_survival(table, *, x: str = "train_seconds_per_sample", y: str = "ex
     line is where both are equal (cost-normalised metric 1); above it the metric is below 1: a sample costs less
     to train than to break.
     """
-    import matplotlib.pyplot as plt
-
     for col in (x, y, label):
         if col not in table.columns:
             raise ValueError(f"table has no column {col!r}; its columns are {list(table.columns)}.")
-    fig = ax.figure if ax is not None else plt.figure(figsize=(6.0, 4.5))
-    ax = ax or fig.add_subplot(1, 1, 1)
+    fig, ax = _new_axes(ax, (6.0, 4.5))
     xs, ys = table[x].to_numpy(float), table[y].to_numpy(float)
     ax.scatter(xs, ys)
     for xi, yi, name in zip(xs, ys, table[label]):
@@ -152,5 +139,4 @@ def cost_vs_survival(table, *, x: str = "train_seconds_per_sample", y: str = "ex
     ax.legend(fontsize="small")
     if title:
         ax.set_title(title)
-    fig.tight_layout()
     return fig
