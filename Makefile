@@ -11,7 +11,7 @@ export MALLOC_MMAP_MAX_ := 0
 export MALLOC_TRIM_THRESHOLD_ := 68719476736
 export MALLOC_TOP_PAD_ := 268435456
 
-.PHONY: setup lab data run test test-trains seeds bench doctor clean
+.PHONY: setup lab data run student checkpoints checkpoints-load test test-trains seeds bench doctor clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,25 @@ data: $(STAMP)
 
 run: $(STAMP)
 	$(PY) -m labutils.course.runner --profile $(PROFILE)
+
+# Instructors: the student versions of the notebooks (solutions replaced by nbgrader's stub, outputs cleared),
+# made by `nbgrader generate_assignment`, in student/.
+student: $(STAMP)
+	$(PY) -m labutils.course.assignments --out student
+
+# Instructors: run the series once, logging every checkpoint it uses (absolute path: the kernels run in
+# notebooks/), and pack them with a manifest into one archive students load with checkpoints-load.
+ARCHIVE ?= runs/$(PROFILE)/checkpoints-$(PROFILE).tar
+CHECKPOINT_LOG := $(CURDIR)/runs/$(PROFILE)/checkpoints-used.txt
+
+checkpoints: $(STAMP)
+	mkdir -p runs/$(PROFILE) && : > $(CHECKPOINT_LOG)
+	LAB_CHECKPOINT_LOG=$(CHECKPOINT_LOG) $(PY) -m labutils.course.runner --profile $(PROFILE)
+	$(PY) -m labutils.training.archive pack --profile $(PROFILE) --log $(CHECKPOINT_LOG) --out $(ARCHIVE)
+
+checkpoints-load: $(STAMP)
+	@test -n "$(FILE)" || { echo "usage: make checkpoints-load FILE=path/to/checkpoints-<profile>.tar" >&2; exit 2; }
+	$(PY) -m labutils.training.archive load $(FILE)
 
 test: $(STAMP)
 	LAB_PROFILE=smoke MPLBACKEND=Agg $(PY) -m pytest tests notebooks --nbval-lax --nbval-cell-timeout=900 \

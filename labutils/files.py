@@ -1,15 +1,17 @@
 """Writing files so that an interruption never leaves a half-written one in place."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import torch
 
-__all__ = ["atomic_save", "atomic_write_text", "is_corrupt_file_error", "error_summary"]
+__all__ = ["atomic_write", "atomic_save", "atomic_write_text", "load_json_dict", "merge_json_dict",
+           "is_corrupt_file_error", "error_summary"]
 
 
-def _write_atomically(path: str | os.PathLike, write) -> Path:
+def atomic_write(path: str | os.PathLike, write) -> Path:
     """Call ``write(tmp_path)``, then rename the temporary file to ``path``; remove it if anything fails."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -29,12 +31,39 @@ def atomic_save(obj, path: str | os.PathLike) -> Path:
     a partial one.  The temporary file is removed when saving fails (disk full, interruption).
     Creates the folder when missing.  Returns ``path``.
     """
-    return _write_atomically(path, lambda tmp: torch.save(obj, tmp))
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically, as :func:`atomic_save` does."""
-    return _write_atomically(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def load_json_dict(path: str | os.PathLike, *, unreadable: str = "") -> dict:
+    """The JSON object in ``path``, or an empty dict when the file is missing.
+
+    A file that is not a JSON object (truncated, garbage, a list) is ignored with a printed note, ``unreadable``
+    appended to it (what follows from ignoring it); other errors, such as no permission, are raised.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        print(f"note: ignoring unreadable {path} ({exc}){'; ' + unreadable if unreadable else ''}")
+        return {}
+    if not isinstance(data, dict):
+        print(f"note: ignoring {path}: not a JSON object{'; ' + unreadable if unreadable else ''}")
+        return {}
+    return data
+
+
+def merge_json_dict(path: str | os.PathLike, updates: dict) -> Path:
+    """Merge ``updates`` into the JSON object in ``path`` (:func:`load_json_dict`; its keys win) and write it back
+    atomically, keys sorted.  Returns ``path``."""
+    merged = {**load_json_dict(path), **updates}
+    return atomic_write_text(json.dumps(merged, indent=2, sort_keys=True), path)
 
 
 def is_corrupt_file_error(exc: BaseException) -> bool:

@@ -130,7 +130,8 @@ def autocast_dtype(device: torch.device | str, precision: str = "auto") -> torch
     if settings.precision() is not None:  # $LAB_PRECISION overrides "auto"
         return autocast_dtype(device, settings.precision())
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+        # native bf16 only (Ampere and newer): a T4 emulates it, slower than fp32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else None
     return torch.bfloat16 if device.type == "cpu" and cpu_supports_bf16() else None
 
 

@@ -1,21 +1,28 @@
 """Every ``LAB_*`` environment setting of the course, read in one place.
 
-=================  ==========================================================  ===========
-variable           meaning                                                     default
-=================  ==========================================================  ===========
-``LAB_DATA_DIR``   folder with datasets, caches and checkpoints                 ``./data``
-``LAB_PROFILE``    run profile: ``smoke``, ``standard`` or ``full``             ``standard``
-``LAB_SEED``       offset added to every seed (training configs, subsets,      ``0``
-                   the notebooks' ``SEED``); part of the checkpoint key
-``LAB_PRECISION``  ``fp32`` or ``bf16``: overrides ``precision="auto"``         native bf16
-                   (bf16 where the CPU or GPU computes it natively)             else fp32
-``LAB_DEVICE``     ``auto``, ``cpu``, ``cuda`` or ``mps``: where models train     ``auto``
-                   and run (``auto``: CUDA when available, else the CPU; Apple's
-                   ``mps`` only when asked for: not measured on such a machine yet)
-``LAB_RUN_DIR``    where a run writes metrics and figures                       ``runs/<profile>``
-``LAB_CLAIMS_LOG`` JSON-lines file that :mod:`labutils.course.claims` appends every    unset: none
-                   checked claim to (``make seeds`` reads it)
-=================  ==========================================================  ===========
+======================  ==========================================================  ======================
+variable                meaning                                                     default
+======================  ==========================================================  ======================
+``LAB_DATA_DIR``        folder with datasets, caches and checkpoints                ``./data``
+``LAB_PROFILE``         run profile: ``smoke``, ``standard`` or ``full``            ``full`` on a CUDA GPU
+                        (a notebook's ``PROFILE`` parameter wins)                   when ``LAB_DEVICE`` is
+                                                                                    ``auto`` or ``cuda``,
+                                                                                    else ``standard``
+``LAB_SEED``            offset added to every seed (training configs, subsets,      ``0``
+                        the notebooks' ``SEED``); part of the checkpoint key
+``LAB_PRECISION``       ``fp32`` or ``bf16``: overrides ``precision="auto"``        native bf16
+                        (bf16 where the CPU or GPU computes it natively)            else fp32
+``LAB_DEVICE``          ``auto``, ``cpu``, ``cuda`` or ``mps``: where models train  ``auto``
+                        and run (``auto``: CUDA when available, else the CPU;
+                        Apple's ``mps`` only when asked for: not measured on
+                        such a machine yet)
+``LAB_RUN_DIR``         where a run writes metrics and figures                      ``runs/<profile>``
+``LAB_CLAIMS_LOG``      JSON-lines file that :mod:`labutils.course.claims`          unset: none
+                        appends every checked claim to (``make seeds`` reads it)
+``LAB_CHECKPOINT_LOG``  file that :func:`labutils.training.get_or_train` appends    unset: none
+                        the path of every checkpoint it returns to, one a line
+                        (``make checkpoints`` packs them)
+======================  ==========================================================  ======================
 
 Each function reads the environment when called (nothing is cached), so a
 notebook kernel or a test that changes a variable sees the change at once.
@@ -26,9 +33,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["VARIABLES", "data_dir", "profile", "seed", "precision", "device", "run_dir", "claims_log"]
+__all__ = ["VARIABLES", "data_dir", "profile", "seed", "precision", "device", "run_dir", "claims_log",
+           "checkpoint_log"]
 
-VARIABLES = ("LAB_DATA_DIR", "LAB_PROFILE", "LAB_SEED", "LAB_PRECISION", "LAB_DEVICE", "LAB_RUN_DIR", "LAB_CLAIMS_LOG")
+VARIABLES = ("LAB_DATA_DIR", "LAB_PROFILE", "LAB_SEED", "LAB_PRECISION", "LAB_DEVICE", "LAB_RUN_DIR", "LAB_CLAIMS_LOG",
+             "LAB_CHECKPOINT_LOG")
 PRECISIONS = ("fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -95,4 +104,10 @@ def run_dir() -> Path | None:
 def claims_log() -> Path | None:
     """``$LAB_CLAIMS_LOG`` as a path, or None when unset (then claims are checked but not logged)."""
     value = _get("LAB_CLAIMS_LOG")
+    return Path(value).expanduser() if value else None
+
+
+def checkpoint_log() -> Path | None:
+    """``$LAB_CHECKPOINT_LOG`` as a path, or None when unset (then nothing is logged)."""
+    value = _get("LAB_CHECKPOINT_LOG")
     return Path(value).expanduser() if value else None

@@ -35,6 +35,36 @@ def test_environment_yml_matches_pyproject():
     assert {"course", "test", "browser", "dev"} <= set(extras)
 
 
+def test_binder_environment_matches_pyproject():
+    """Binder builds binder/ (repo2docker then ignores the root's environment.yml): CPU-only wheels of the same
+    torch and torchvision as pyproject.toml, and postBuild installs labutils and the data, setting no profile."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    env = yaml.safe_load((ROOT / "binder" / "environment.yml").read_text())
+    conda_deps = [d for d in env["dependencies"] if isinstance(d, str)]
+    assert "python=3.11" in conda_deps and "pip" in conda_deps and env["channels"] == ["conda-forge"]
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    deps = _pins(project["dependencies"])
+    env_pins = _pins([p for p in pip_section if not p.startswith("-")])
+    for name in ("torch", "torchvision"):  # 2.14.1+cpu is 2.14.1 built without CUDA: the local label aside, equal
+        assert env_pins[name].split("+")[0] == deps[name], f"{name}: binder/environment.yml and pyproject.toml disagree"
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in pip_section
+    post = ROOT / "binder" / "postBuild"
+    script = post.read_text()
+    assert script.startswith("#!/bin/bash") and "set -euo pipefail" in script
+    assert 'pip install --no-cache-dir -e ".[course]"' in script and "python -m labutils.data" in script
+    assert "--no-deps torchattacks==3.5.1" in script and "LAB_PROFILE=" not in script
+    assert post.stat().st_mode & 0o111, "binder/postBuild must be executable"
+    # repo2docker reads only binder/ when it exists: nothing else at the root is meant for Binder
+    assert {p.name for p in (ROOT / "binder").iterdir()} == {"environment.yml", "postBuild"}
+
+
+def test_project_urls_name_the_repository():
+    from labutils.course import links
+
+    urls = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]
+    assert urls["Repository"] == links.repository_url() and links.github_repository(urls["Repository"])
+
+
 def test_torchattacks_is_installed_without_its_stale_requests_pin():
     import labutils.attacks.adapter
 

@@ -5,6 +5,7 @@ import json
 
 import nbformat
 import pytest
+import torch
 
 from labutils import runtime, training
 from labutils.course import profiles, report, runner
@@ -28,6 +29,7 @@ def test_profiles_share_the_same_knobs(monkeypatch):
 
 def test_profile_selection(monkeypatch):
     monkeypatch.delenv("LAB_PROFILE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the default on a GPU machine is "full"
     assert profiles.profile().name == "standard"
     monkeypatch.setenv("LAB_PROFILE", "smoke")
     assert profiles.profile().name == "smoke"
@@ -83,6 +85,9 @@ def test_runner_executes_notebooks_and_reports_failures(tmp_path, monkeypatch):
         ("assert x == 2, 'the claim does not hold'", []),
     ])
     out = tmp_path / "runs"
+    (tmp_path / "data").mkdir()
+    monkeypatch.setenv("LAB_DATA_DIR", str(tmp_path / "data"))  # an empty checkpoint cache of its own
+    monkeypatch.delenv("LAB_CHECKPOINT_LOG", raising=False)
     monkeypatch.chdir(tmp_path)  # a relative output folder still collects the kernels' metrics
     rep, failures = runner.run_series("smoke", out_dir="runs", folder=nbdir, progress=False)
     assert (out / "00_setup_and_baselines.ipynb").exists() and (out / "01_broken.ipynb").exists()
@@ -95,9 +100,17 @@ def test_runner_executes_notebooks_and_reports_failures(tmp_path, monkeypatch):
     assert failures[0].cell == 4 and failures[0].source.startswith("assert x == 2")
     assert "`assert x == 2" in str(failures[0]) and "the claim does not hold" in str(failures[0])
     assert "| simple_cnn_test_acc | 0.7 | 0.737" in rep.read_text()
+    # what the notebook ran under, from its metrics' run entry, and its models (none): in the report's run-time table
+    cond = json.loads((out / "conditions.json").read_text())
+    assert set(cond) == {"00_setup_and_baselines"}  # the failed notebook has no time
+    ran = cond["00_setup_and_baselines"]
+    assert ran["device"] in ("cpu", "cuda") and ran["precision"] in ("fp32", "bf16") and ran["cpu_capability"]
+    assert {k: ran[k] for k in ("trained", "from_run", "from_cache", "handed_out")} == dict.fromkeys(
+        ("trained", "from_run", "from_cache", "handed_out"), 0)
+    assert "| 00_setup_and_baselines | " in rep.read_text() and f" | {ran['device']} | " in rep.read_text()
 
 
 def test_runner_selection_errors():
-    with pytest.raises(ValueError, match="No notebook matches"):
-        runner.notebooks(["99"])
+    with pytest.raises(ValueError, match=r"No notebook matches \['99'\]"):  # names the unknown entry
+        runner.notebooks(["00", "99"])
     assert [p.name[:2] for p in runner.notebooks()] == sorted(p.name[:2] for p in runner.notebooks())

@@ -6,6 +6,10 @@
 * ``standard``: a student's CPU; real, meaningful results in minutes.
 * ``full``: a GPU; paper-scale evaluation.
 
+Which profile runs (:func:`choose_profile`): the notebook's ``PROFILE`` parameter, else
+``$LAB_PROFILE``, else ``full`` where PyTorch finds a CUDA GPU and ``$LAB_DEVICE`` lets models run
+on it (``auto`` or ``cuda``), else ``standard``.  :func:`profile` prints the choice and why.
+
 A profile is a plain table (:data:`PROFILES`); notebooks read their knobs from
 ``profile(PROFILE, seed=SEED)`` and never branch on the profile's name.  The
 seed offset (``$LAB_SEED`` unless given) is added to the seed of every training
@@ -25,11 +29,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
+import torch
+
 from .. import settings
 from ..runtime import autocast_dtype, default_device
 from ..training import TrainConfig
 
-__all__ = ["PROFILES", "profile", "profile_name", "Profile", "ByPrecision", "with_seed", "training_precision"]
+__all__ = ["PROFILES", "profile", "profile_name", "choose_profile", "Profile", "ByPrecision", "with_seed",
+           "training_precision"]
 
 # Training recipes ----------------------------------------------------------------
 # Fast network: airbench-style recipe (whitening init, Nesterov SGD with a large
@@ -388,17 +395,48 @@ _TABLE = {
     ),
 }
 PROFILES: dict[str, Profile] = {name: Profile(name, settings) for name, settings in _TABLE.items()}
-DEFAULT_PROFILE = "standard"
+DEFAULT_PROFILE = "standard"  # when nothing names a profile and no CUDA GPU is in use
+GPU_PROFILE = "full"  # when nothing names a profile and models run on a CUDA GPU
 
 
-def profile_name(name: str | None = None) -> str:
-    """Resolve a profile name: ``name`` if given, else ``$LAB_PROFILE``, else ``"standard"``."""
-    chosen = name or settings.profile() or DEFAULT_PROFILE
+def _cuda_gpu() -> str | None:
+    """The name of the CUDA GPU models would run on (``$LAB_DEVICE`` ``auto`` or ``cuda``), or None."""
+    if settings.device() not in ("auto", "cuda") or not torch.cuda.is_available():
+        return None
+    try:
+        return torch.cuda.get_device_name(0)
+    except Exception:  # a driver that answers is_available() but not the name: still a GPU
+        return "a CUDA GPU"
+
+
+def choose_profile(name: str | None = None) -> tuple[str, str]:
+    """The profile to run and why, as ``(name, reason)``.
+
+    In order: ``name`` (the notebook's ``PROFILE`` parameter or the runner's ``--profile``), else
+    ``$LAB_PROFILE``, else ``"full"`` when a CUDA GPU is available and ``$LAB_DEVICE`` is ``auto`` or
+    ``cuda``, else ``"standard"``.  An unknown name is a ValueError listing the profiles.
+    """
+    if name:
+        chosen, reason = name, "set by the PROFILE parameter"
+    elif settings.profile():
+        chosen, reason = settings.profile(), "set by $LAB_PROFILE"
+    elif (gpu := _cuda_gpu()) is not None:
+        chosen, reason = GPU_PROFILE, (f"neither PROFILE nor $LAB_PROFILE is set and PyTorch finds a CUDA GPU ({gpu}); "
+                                       "set PROFILE or LAB_PROFILE to choose another")
+    else:
+        chosen, reason = DEFAULT_PROFILE, ("neither PROFILE nor $LAB_PROFILE is set and no CUDA GPU is in use "
+                                           f"(LAB_DEVICE={settings.device()})")
     chosen = str(chosen).strip().lower()
     if chosen not in PROFILES:
         raise ValueError(f"Unknown profile {chosen!r}: use one of {', '.join(PROFILES)} "
                          "(set PROFILE in the notebook's parameters cell or the LAB_PROFILE environment variable).")
-    return chosen
+    return chosen, reason
+
+
+def profile_name(name: str | None = None) -> str:
+    """Resolve a profile name (see :func:`choose_profile`): ``name``, ``$LAB_PROFILE``, ``full`` on a CUDA GPU,
+    else ``"standard"``."""
+    return choose_profile(name)[0]
 
 
 def with_seed(p: Mapping, seed: int, name: str | None = None) -> Profile:
@@ -419,13 +457,14 @@ def with_seed(p: Mapping, seed: int, name: str | None = None) -> Profile:
 
 
 def profile(name: str | None = None, seed: int | None = None) -> Profile:
-    """The settings of a profile (see :func:`profile_name` for how the name is chosen).
+    """The settings of a profile (see :func:`choose_profile` for how the name is chosen; printed with the reason).
 
     Recipes given per precision are resolved for :func:`training_precision` (stored as
     ``precision``); ``seed`` (default ``$LAB_SEED``, else 0) offsets the seed of every training
     config, and the returned profile's ``seed`` holds it.
     """
-    name = profile_name(name)
+    name, reason = choose_profile(name)
+    print(f"profile {name!r}: {reason}")
     precision = training_precision()
     resolved = {k: v.resolve(precision) if isinstance(v, ByPrecision) else v for k, v in PROFILES[name].items()}
     return with_seed({**resolved, "precision": precision}, settings.seed() if seed is None else seed, name)

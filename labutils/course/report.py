@@ -12,16 +12,20 @@ import json
 import math
 import os
 import platform
+import time
 from pathlib import Path
 
 from .. import settings
 from ..files import atomic_write_text
 from .claims import run_context
+from .conditions import KEYS as _CONDITION_KEYS
+from .conditions import load_conditions
+from .paths import REPO_ROOT
 from .timing import load_timings
 
-__all__ = ["REFERENCES", "run_dir", "save_metrics", "load_metrics", "save_figure", "write_report", "machine_info"]
+__all__ = ["REFERENCES", "RUN_TIME_COLUMNS", "run_dir", "save_metrics", "load_metrics", "save_figure", "write_report",
+           "run_time_section", "machine_info"]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # metric key -> (reported value, unit, source).  Keys are "<notebook stem>/<metric name>".  Sources: a reference
 # implementation of these labs (its write-up is not public) and the paper behind each method.
@@ -85,10 +89,12 @@ REFERENCES: dict[str, tuple[float, str, str]] = {
 
 
 def run_dir() -> Path:
-    """Where this run's outputs go: ``$LAB_RUN_DIR``, else ``runs/<profile>/`` in the repository."""
+    """Where this run's outputs go: ``$LAB_RUN_DIR``, else ``runs/<profile>/`` in the repository (in the
+    working directory when labutils is installed without a checkout, as on Colab)."""
     from .profiles import profile_name
 
-    path = settings.run_dir() or REPO_ROOT / "runs" / profile_name()
+    root = REPO_ROOT if (REPO_ROOT / "pyproject.toml").exists() else Path.cwd()
+    path = settings.run_dir() or root / "runs" / profile_name()
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -172,19 +178,50 @@ def _fmt(value) -> str:
     return str(value)
 
 
+# The run-time table's columns: a notebook's wall time, what it ran under (labutils.course.conditions) and where its
+# models came from.  labutils.course.runtimes reads them back by these names; a report without some (an older one)
+# leaves them unknown.
+RUN_TIME_COLUMNS = ("notebook", "seconds", "device", "precision", "CPU kernels", "trained", "from this run",
+                    "from the cache", "handed out")
+
+
+def _cell(value) -> str:
+    return "?" if value is None else str(value)
+
+
+def run_time_section(timings: dict[str, float], conditions: dict[str, dict]) -> list[str]:
+    """The lines of the report's "Run time" section: one row per notebook of ``timings`` with its ``conditions``
+    (:mod:`labutils.course.conditions`; ``?`` where not recorded), and the total."""
+    lines = ["## Run time", "",
+             "Per notebook: wall time in seconds; the device, training precision and CPU kernels it ran with; and its "
+             "models: trained by it, loaded after an earlier notebook of this run trained them, loaded from the "
+             "checkpoint cache as it was before the run, loaded from handed-out checkpoints (`?`: not recorded). "
+             "`python -m labutils.course.runtimes` makes the README's table from such reports.", "",
+             "| " + " | ".join(RUN_TIME_COLUMNS) + " |",
+             "| --- | ---: | --- | --- | --- | ---: | ---: | ---: | ---: |"]
+    for nb, sec in sorted(timings.items()):
+        cond = conditions.get(nb, {})
+        lines.append(f"| {nb} | {sec:.0f} | " + " | ".join(_cell(cond.get(k)) for k in _CONDITION_KEYS) + " |")
+    lines += [f"| total | {sum(timings.values()):.0f} |" + " |" * (len(RUN_TIME_COLUMNS) - 2), ""]
+    return lines
+
+
 def write_report(directory: str | os.PathLike | None = None, *, profile: str | None = None) -> Path:
-    """Write ``report.md`` in a run directory: every scalar metric, with the reference value where one exists."""
+    """Write ``report.md`` in a run directory: the machine, each notebook's run time and conditions
+    (:func:`run_time_section`), every scalar metric with the reference value where one exists."""
     folder = Path(directory) if directory is not None else run_dir()
     metrics = load_metrics(folder / "metrics")
+    machine = machine_info()
     lines = [f"# CNN Reliability Lab: results ({profile or folder.name} profile)", "",
-             f"Machine: {machine_info()['processor']}, {os.cpu_count()} cores. "
+             f"Machine: {machine['processor']}, {os.cpu_count()} cores. "
              "CIFAR-10 figures are measured on whichever copy the data directory held "
              "(the JPEG re-export in CI).", ""]
+    if machine["cuda"]:
+        lines += [f"GPU: {machine['cuda']}", ""]
+    lines += [f"Measured: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", ""]
     timings = load_timings(folder)
     if timings:
-        lines += ["## Run time", "", "| notebook | seconds |", "| --- | ---: |"]
-        lines += [f"| {nb} | {sec:.0f} |" for nb, sec in sorted(timings.items())]
-        lines += [f"| total | {sum(timings.values()):.0f} |", ""]
+        lines += run_time_section(timings, load_conditions(folder))
     for notebook, values in metrics.items():
         lines += [f"## {notebook}", "", "| metric | measured | reference | source of the reference |",
                   "| --- | --- | --- | --- |"]

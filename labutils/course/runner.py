@@ -7,8 +7,14 @@ Each notebook runs with papermill (parameter ``PROFILE`` injected after its
 ``parameters`` cell) into ``runs/<profile>/``: the executed notebook, its
 figures under ``figures/`` and its metrics under ``metrics/``.  Finally
 ``runs/<profile>/report.md`` puts every metric next to its published reference
-value, and each notebook's run time.  A failing notebook is reported with the
-cell that failed; the others still run, and the exit status is non-zero.
+value, and each notebook's run time with what it ran under: device, precision,
+CPU kernels, and how many of its models it trained or loaded (from this run,
+the cache or handed-out checkpoints; :mod:`labutils.course.conditions`).  A
+failing notebook is reported with the cell that failed; the others still run,
+and the exit status is non-zero.
+
+Without ``--profile`` (and ``$LAB_PROFILE``) the profile is ``full`` where a
+CUDA GPU is in use, else ``standard`` (:func:`labutils.course.profiles.choose_profile`).
 
 While it runs, the terminal shows the notebook, the cell being executed (its
 number and first line), the elapsed time and an estimate of the time left:
@@ -23,20 +29,23 @@ import argparse
 import io
 import os
 import sys
+import tempfile
 import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import settings
 from ..runtime import MALLOC_ENV
 from . import timing
-from .profiles import PROFILES, profile_name
-from .report import REPO_ROOT, write_report
+from .conditions import ModelLedger, notebook_conditions, save_conditions
+from .profiles import PROFILES, choose_profile, profile_name
+from .paths import NOTEBOOK_DIR, REPO_ROOT
+from .paths import notebook_paths as notebooks  # the runner's name for it: runner.notebooks(["00", "02"])
+from .report import write_report
 
 __all__ = ["NotebookFailure", "notebooks", "run_series", "main"]
-
-NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
 
 @dataclass
@@ -52,18 +61,6 @@ class NotebookFailure:
         first_line = self.source.strip().splitlines()[0] if self.source.strip() else ""
         code = f" `{first_line[:80]}`" if first_line else ""
         return f"{self.notebook.name} failed in {where}{code}: {self.error}\n    executed copy: {self.output}"
-
-
-def notebooks(selection: list[str] | None = None, folder: Path = NOTEBOOK_DIR) -> list[Path]:
-    """The numbered notebooks ``NN_*.ipynb`` in order; ``selection`` keeps those whose name starts with an entry."""
-    found = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
-    if selection:
-        chosen = [p for p in found if any(p.name.startswith(s) for s in selection)]
-        unknown = [s for s in selection if not any(p.name.startswith(s) for p in found)]
-        if unknown:
-            raise ValueError(f"No notebook matches {unknown}; available: {[p.name for p in found]}.")
-        found = chosen
-    return found
 
 
 def _failure(nb: Path, out: Path, exc: Exception) -> NotebookFailure:
@@ -180,11 +177,23 @@ def run_series(profile: str, *, selection: list[str] | None = None, out_dir: Pat
     # absolute: the kernels run in the notebooks' folder and write metrics and figures under LAB_RUN_DIR
     out_dir = Path(out_dir).resolve() if out_dir is not None else REPO_ROOT / "runs" / profile
     out_dir.mkdir(parents=True, exist_ok=True)
+    # the checkpoint log that tells which models each notebook loaded: the caller's $LAB_CHECKPOINT_LOG (absolute,
+    # as the kernels run in the notebooks' folder; `make checkpoints` packs it), else a temporary file
+    log = settings.checkpoint_log()
+    own_log = log is None
+    if own_log:
+        fd, name = tempfile.mkstemp(prefix="lab-checkpoint-log-", suffix=".txt")
+        os.close(fd)
+        log = Path(name)
     # what the kernels inherit (the reuse-friendly malloc settings among it); restored when the run ends
-    kernel_env = {"LAB_RUN_DIR": str(out_dir), "LAB_PROFILE": profile,
+    kernel_env = {"LAB_RUN_DIR": str(out_dir), "LAB_PROFILE": profile, "LAB_CHECKPOINT_LOG": str(log.resolve()),
                   **{k: os.environ.get(k, v) for k, v in {"MPLBACKEND": "Agg", **MALLOC_ENV}.items()}}
-    with _environment(kernel_env):
-        return _run_notebooks(profile, selection, out_dir, kernel, progress, folder)
+    try:
+        with _environment(kernel_env):
+            return _run_notebooks(profile, selection, out_dir, kernel, progress, folder, ModelLedger(log.resolve()))
+    finally:
+        if own_log:
+            log.unlink(missing_ok=True)
 
 
 @contextmanager
@@ -203,7 +212,7 @@ def _environment(values: dict[str, str]):
 
 
 def _run_notebooks(profile: str, selection, out_dir: Path, kernel: str, progress: bool,
-                   folder: Path) -> tuple[Path, list[NotebookFailure]]:
+                   folder: Path, ledger: ModelLedger) -> tuple[Path, list[NotebookFailure]]:
     import nbformat
     import papermill
 
@@ -215,6 +224,7 @@ def _run_notebooks(profile: str, selection, out_dir: Path, kernel: str, progress
     expected = timing.expected_seconds(profile, names, factor, measured)
     engine = {"kernel_manager_class": km} if (km := _ipc_kernel_manager()) is not None else {}
     timings: dict[str, float] = {}
+    conditions: dict[str, dict] = {}
     stream = sys.stderr if progress else io.StringIO()
     with Progress(names, expected, stream=stream, live=None if progress else False) as bar:
         bar.write(f"{len(todo)} notebook(s), profile {profile}: about {_minutes(sum(expected))} expected on this "
@@ -222,7 +232,8 @@ def _run_notebooks(profile: str, selection, out_dir: Path, kernel: str, progress
         for i, nb in enumerate(todo):
             bar.notebook(i, sum(c.cell_type == "code" for c in nbformat.read(nb, as_version=4).cells) + 1)
             out = out_dir / nb.name
-            t0 = time.perf_counter()
+            ledger.begin()
+            t0, started = time.perf_counter(), time.time()
             try:
                 papermill.execute_notebook(str(nb), str(out), parameters={"PROFILE": profile}, kernel_name=kernel,
                                            cwd=str(nb.parent), progress_bar=False, log_output=False,
@@ -232,21 +243,27 @@ def _run_notebooks(profile: str, selection, out_dir: Path, kernel: str, progress
                 bar.write(f"FAILED {failures[-1]}")
             else:
                 timings[nb.stem] = time.perf_counter() - t0
+                conditions[nb.stem] = {**notebook_conditions(out_dir / "metrics" / f"{nb.stem}.json", started),
+                                       **ledger.end()}
                 bar.write(f"ok     {nb.name} ({timings[nb.stem]:.0f} s)")
     if timings:
         timing.save_timings(out_dir, timings)
+        save_conditions(out_dir, conditions)
     report = write_report(out_dir, profile=profile)
     return report, failures
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", default=None, help=f"one of {', '.join(PROFILES)} (default: $LAB_PROFILE or standard)")
+    parser.add_argument("--profile", default=None, help=f"one of {', '.join(PROFILES)} (default: $LAB_PROFILE, else "
+                                                         "full where a CUDA GPU is in use, else standard)")
     parser.add_argument("--only", nargs="*", default=None, help="notebook name prefixes, e.g. 00 02")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default runs/<profile>)")
     args = parser.parse_args(argv)
     try:
-        report, failures = run_series(profile_name(args.profile), selection=args.only, out_dir=args.out)
+        profile, reason = choose_profile(args.profile)
+        print(f"profile {profile!r}: {'given by --profile' if args.profile else reason}", file=sys.stderr)
+        report, failures = run_series(profile, selection=args.only, out_dir=args.out)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -10,14 +10,13 @@ times (``runs/<profile>/timings.json``) replace the estimate.
 """
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from pathlib import Path
 
 import torch
 
-from ..files import atomic_write_text
+from ..files import load_json_dict, merge_json_dict
 
 __all__ = ["REFERENCE", "EXPECTED_SECONDS", "calibrate", "speed_factor", "expected_seconds", "load_timings",
            "save_timings"]
@@ -28,6 +27,7 @@ REFERENCE = {
     "machine": "2-core AMD EPYC, AVX2 kernels, fp32",
     "step_seconds": 0.60,  # calibrate() there: 0.59-0.63 s for one FastNet training step on 256 images
 }
+FILE = "timings.json"  # in a run's folder, beside conditions.json
 # Seconds per notebook on the reference machine, empty checkpoint cache (the notebook trains what it needs).
 # smoke: measured (median of `make seeds`' five fp32 runs).  standard: measured by `make run` on the reference
 # machine with an empty model cache (2026-12-02: 712 s, of which FastNet 454 s and the simple CNN 213 s of
@@ -109,19 +109,12 @@ def expected_seconds(profile: str, notebooks: list[str], factor: float, measured
 
 
 def load_timings(folder: str | Path) -> dict[str, float]:
-    """Per-notebook seconds of the last run in ``folder`` (``timings.json``), or an empty dict."""
-    path = Path(folder) / "timings.json"
-    try:
-        return {k: float(v) for k, v in json.loads(path.read_text()).items()}
-    except FileNotFoundError:
-        return {}
-    except (ValueError, AttributeError) as exc:
-        print(f"note: ignoring unreadable {path} ({exc}); estimates come from the reference times")
-        return {}
+    """Per-notebook seconds of the last run in ``folder`` (``timings.json``), or an empty dict (entries that are
+    not numbers are left out)."""
+    data = load_json_dict(Path(folder) / FILE, unreadable="estimates come from the reference times")
+    return {k: float(v) for k, v in data.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def save_timings(folder: str | Path, timings: dict[str, float]) -> Path:
     """Merge ``timings`` (notebook name -> seconds) into ``folder/timings.json``."""
-    path = Path(folder) / "timings.json"
-    merged = {**load_timings(folder), **timings}
-    return atomic_write_text(json.dumps(merged, indent=2, sort_keys=True), path)
+    return merge_json_dict(Path(folder) / FILE, timings)

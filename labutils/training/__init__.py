@@ -1,6 +1,6 @@
 """Training: what a run is (:mod:`.config`), how it optimises (:mod:`.optim`), the loop
-(:mod:`.loop`), prediction (:mod:`.inference`), checkpoint files (:mod:`.checkpoints`) and the
-train-once cache (:mod:`.cache`).
+(:mod:`.loop`), prediction (:mod:`.inference`), checkpoint files (:mod:`.checkpoints`), the
+train-once cache (:mod:`.cache`) and archives of handed-out checkpoints (:mod:`.archive`).
 
 Typical use::
 
@@ -23,5 +23,17 @@ from .optim import lr_at, make_optimizer, make_scheduler
 
 __all__ = ["TrainConfig", "TrainResult", "BatchHook", "fit", "evaluate", "predict_logits", "TTA_MODES",
            "get_or_train", "load_model", "load", "save", "checkpoint_dir", "run_key", "CheckpointCorruptError",
-           "CheckpointMismatchError", "lr_at", "make_optimizer", "make_scheduler", "TRAINING_MODES", "DUAL_BN_MODES",
-           "ADVERSARIAL_MODES", "DEFAULT_OVERFIT_CHECK", "detect_catastrophic_overfitting", "robust_accuracy_check"]
+           "CheckpointMismatchError", "ArchiveError", "pack_checkpoints", "load_checkpoints", "lr_at",
+           "make_optimizer", "make_scheduler", "TRAINING_MODES", "DUAL_BN_MODES", "ADVERSARIAL_MODES",
+           "DEFAULT_OVERFIT_CHECK", "detect_catastrophic_overfitting", "robust_accuracy_check"]
+
+_ARCHIVE = ("ArchiveError", "pack_checkpoints", "load_checkpoints")
+
+
+def __getattr__(name: str):
+    """:mod:`.archive`'s names, imported on first use (so ``python -m labutils.training.archive`` runs it only once)."""
+    if name in _ARCHIVE:
+        from . import archive
+
+        return getattr(archive, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

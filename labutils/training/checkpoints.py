@@ -39,7 +39,9 @@ from ..data import data_dir
 from ..files import atomic_save, error_summary, is_corrupt_file_error
 
 __all__ = ["CheckpointMismatchError", "CheckpointCorruptError", "save", "load", "load_model", "checkpoint_dir",
-           "run_key", "partial_path", "save_training_state", "load_training_state"]
+           "run_key", "partial_path", "save_training_state", "load_training_state", "FORMAT"]
+
+FORMAT = 3  # meta["format"] of the files get_or_train writes
 
 
 class CheckpointMismatchError(RuntimeError):
