@@ -254,10 +254,12 @@ def load_checkpoints(archive_path, *, into=None) -> list[Path]:
             for e in manifest["files"]:
                 staged[e["name"]] = _stage(tar, members[e["name"]], e, into, archive)
         index = handed_out_index(into)
-        for e in manifest["files"]:  # everything checked: place the files, then list them
-            os.replace(staged[e["name"]], into / e["name"])
-            index[e["name"]] = {**e, "archive": archive.name, "profile": manifest.get("profile")}
-        atomic_write_text(json.dumps(index, indent=1, sort_keys=True), into / INDEX)
+        try:  # everything checked: place the files and list each one placed, even if a later rename fails
+            for e in manifest["files"]:
+                os.replace(staged.pop(e["name"]), into / e["name"])
+                index[e["name"]] = {**e, "archive": archive.name, "profile": manifest.get("profile")}
+        finally:
+            atomic_write_text(json.dumps(index, indent=1, sort_keys=True), into / INDEX)
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise ArchiveError(f"{archive} is not a readable tar archive ({error_summary(exc)}). {_FIX}") from exc
     finally:
