@@ -16,15 +16,21 @@ from ._common import _new_axes, _to_numpy
 __all__ = ["kaplan_meier_curves", "acceleration_factor_plot", "predicted_survival_curves", "cost_vs_survival"]
 
 
-def _share_axes(ax, xlabel: str, ylabel: str, title: str | None) -> None:
-    """Axes of a share of images (0 to 1) against a budget: limits, labels, grid, legend, title."""
-    ax.set_ylim(-0.02, 1.02)
+def _finish_axes(ax, xlabel: str, ylabel: str | None, title: str | None, **grid) -> None:
+    """Labels, a light grid (``grid``: e.g. ``axis="x"``), the legend and the title."""
     ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3, **grid)
     ax.legend(fontsize="small")
     if title:
         ax.set_title(title)
+
+
+def _share_axes(ax, xlabel: str, ylabel: str, title: str | None) -> None:
+    """Axes of a share of images (0 to 1) against a budget: limits, labels, grid, legend, title."""
+    ax.set_ylim(-0.02, 1.02)
+    _finish_axes(ax, xlabel, ylabel, title)
 
 
 def kaplan_meier_curves(groups: Mapping[str, tuple], *, ax=None, xlabel: str = "attack budget", title: str | None = None,
@@ -87,11 +93,7 @@ def acceleration_factor_plot(factors: Mapping, *, ax=None, title: str | None = N
     ax.set_xscale("log")
     ax.set_yticks(range(len(covariates)), covariates)
     ax.invert_yaxis()
-    ax.set_xlabel("time ratio exp(coef) (log scale; > 1 slows failure)")
-    ax.grid(alpha=0.3, axis="x")
-    ax.legend(fontsize="small")
-    if title:
-        ax.set_title(title)
+    _finish_axes(ax, "time ratio exp(coef) (log scale; > 1 slows failure)", None, title, axis="x")
     return fig
 
 
@@ -133,10 +135,5 @@ def cost_vs_survival(table, *, x: str = "train_seconds_per_sample", y: str = "ex
     ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="cost-normalised metric = 1")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("training time per sample (s)")
-    ax.set_ylabel("expected time to break one sample (s)")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize="small")
-    if title:
-        ax.set_title(title)
+    _finish_axes(ax, "training time per sample (s)", "expected time to break one sample (s)", title, which="both")
     return fig
