@@ -51,9 +51,10 @@ def test_metrics_merge_and_report(tmp_path, monkeypatch):
     assert got == {"simple_cnn_test_acc": 0.5, "nan_value": None, "fastnet_test_acc": 0.9, "curve": [1, 2]}
     assert run["seed"] == 0 and run["precision"] in ("fp32", "bf16") and run["cpu_capability"]
     text = report.write_report(tmp_path, profile="smoke").read_text()
-    assert "| simple_cnn_test_acc | 0.5 | 0.737 (fraction) |" in text
-    assert "a reference implementation of this lab reported" in text and "curve" not in text
-    assert "design documents" not in text
+    # findings first (a smoke run compares nothing), then every scalar metric without published figures beside it
+    assert "| simple CNN: clean accuracy | 50.0 % | 73.7 % |  | **not comparable** | smoke profile" in text
+    assert "| simple_cnn_test_acc | 0.5 |" in text and "| fastnet_test_acc | 0.9 |" in text and "curve" not in text
+    assert "Verdicts: 0 reproduces, 0 contradicts" in text and "design documents" not in text
 
 
 def _notebook(path, cells):
@@ -99,7 +100,7 @@ def test_runner_executes_notebooks_and_reports_failures(tmp_path, monkeypatch):
     # papermill injects a parameters cell, so the failing cell is the fourth executed
     assert failures[0].cell == 4 and failures[0].source.startswith("assert x == 2")
     assert "`assert x == 2" in str(failures[0]) and "the claim does not hold" in str(failures[0])
-    assert "| simple_cnn_test_acc | 0.7 | 0.737" in rep.read_text()
+    assert "| simple_cnn_test_acc | 0.7 |" in rep.read_text() and "| simple CNN: clean accuracy | 70.0 % |" in rep.read_text()
     # what the notebook ran under, from its metrics' run entry, and its models (none): in the report's run-time table
     cond = json.loads((out / "conditions.json").read_text())
     assert set(cond) == {"00_setup_and_baselines"}  # the failed notebook has no time

@@ -2,9 +2,10 @@
 
 Notebooks call :func:`save_metrics` and :func:`save_figure`; the runner
 (:mod:`labutils.course.runner`) sets ``LAB_RUN_DIR`` so that they land in
-``runs/<profile>/`` and then calls :func:`write_report`, which lists every
-metric next to the published reference value (:data:`REFERENCES`) where the
-course has one.
+``runs/<profile>/`` and then calls :func:`write_report`, which leads with the
+course's findings beside the published figures and their verdicts
+(:mod:`labutils.course.findings`, notebook 10), then gives each notebook's run
+time and, last, every scalar metric of the run.
 """
 from __future__ import annotations
 
@@ -20,72 +21,12 @@ from ..files import atomic_write_text
 from .claims import run_context
 from .conditions import KEYS as _CONDITION_KEYS
 from .conditions import load_conditions
+from .findings import REFERENCES, course_comparisons, markdown_table, run_metrics, verdict_counts
 from .paths import REPO_ROOT
 from .timing import load_timings
 
 __all__ = ["REFERENCES", "RUN_TIME_COLUMNS", "run_dir", "save_metrics", "load_metrics", "save_figure", "write_report",
            "run_time_section", "machine_info"]
-
-
-# metric key -> (reported value, unit, source).  Keys are "<notebook stem>/<metric name>".  Sources: a reference
-# implementation of these labs (its write-up is not public) and the paper behind each method.
-_REF_LAB = "a reference implementation of this lab reported"
-_HYBRID = (f"{_REF_LAB}: hybrid CNN, frozen ImageNet-pretrained MobileNetV2 backbone (Sandler et al., 2018) at 96x96 "
-           "inputs, SE (Hu et al., 2018) and grouped-convolution head")
-REFERENCES: dict[str, tuple[float, str, str]] = {
-    "00_setup_and_baselines/simple_cnn_test_acc": (0.737, "fraction", f"{_REF_LAB}: simple CNN baseline, clean accuracy"),
-    "00_setup_and_baselines/fastnet_test_acc": (
-        0.855, "fraction", f"{_REF_LAB}: hybrid CNN with a frozen ImageNet-pretrained MobileNetV2 backbone at 96x96 "
-                           "inputs (Sandler et al., 2018), clean accuracy; not a from-scratch network like FastNet"),
-    "01_ood_detection/auroc_max_logit_noise": (
-        0.79, "AUROC", f"{_REF_LAB}: CNN trained 50 epochs, max logit (Hendrycks et al., 2022), CIFAR-10 vs FakeData"),
-    "01_ood_detection/auroc_autoencoder_noise": (
-        0.82, "AUROC", f"{_REF_LAB}: autoencoder reconstruction MSE, CIFAR-10 vs FakeData"),
-    "01_ood_detection/auroc_max_softmax_noise": (
-        0.97, "AUROC", f"{_REF_LAB}: baseline model, max softmax (Hendrycks & Gimpel, 2017), CIFAR-10 vs FakeData"),
-    "02_fgsm_and_targeted_attacks/simple_cnn_fgsm_acc": (
-        0.015, "fraction", f"{_REF_LAB}: simple CNN under FGSM (Goodfellow et al., 2015)"),
-    "03_pgd_and_norms/simple_cnn_pgd_acc": (0.0, "fraction", f"{_REF_LAB}: simple CNN under PGD (Madry et al., 2018)"),
-    "04_adversarial_training/fast_fgsm_clean_acc": (
-        0.861, "fraction", "Wong, Rice & Kolter (2020): fast FGSM, PreActResNet-18, clean accuracy"),
-    "04_adversarial_training/fast_fgsm_pgd10_acc": (
-        0.461, "fraction", "Wong, Rice & Kolter (2020): fast FGSM, PreActResNet-18, PGD-50 with 10 restarts at 8/255 "
-                           "(ours: PGD-10, one start)"),
-    "04_adversarial_training/free_pgd10_acc": (
-        0.463, "fraction", "Wong, Rice & Kolter (2020): free (m = 8), PreActResNet-18, PGD-50 with 10 restarts at "
-                           "8/255 (ours: PGD-10, one start)"),
-    "04_adversarial_training/standard_msp_auroc_noise": (
-        0.97, "AUROC", f"{_REF_LAB}: baseline model, max softmax, CIFAR-10 vs FakeData"),
-    "04_adversarial_training/fgsm_msp_auroc_noise": (
-        0.26, "AUROC", f"{_REF_LAB}: model trained 50 epochs with FGSM-augmented batches, max softmax, CIFAR-10 vs "
-                       "FakeData"),
-    "06_hybrid_cnn_and_selective_classification/simple_cnn_test_acc": (
-        0.737, "fraction", f"{_REF_LAB}: simple CNN baseline, clean accuracy"),
-    "06_hybrid_cnn_and_selective_classification/simple_cnn_selective_acc_97": (
-        0.736, "fraction", f"{_REF_LAB}: simple CNN, selective accuracy at 97 % coverage (Geifman & El-Yaniv, 2017)"),
-    "06_hybrid_cnn_and_selective_classification/hybrid_test_acc": (
-        0.855, "fraction", f"{_HYBRID}, clean accuracy (ours: the backbone is our MobileNetV2 trained from scratch on "
-                           "CIFAR-10 at 32x32)"),
-    "06_hybrid_cnn_and_selective_classification/hybrid_fgsm_acc": (0.10, "fraction", f"{_HYBRID}, FGSM accuracy"),
-    "06_hybrid_cnn_and_selective_classification/hybrid_pgd_acc": (0.10, "fraction", f"{_HYBRID}, PGD accuracy"),
-    "06_hybrid_cnn_and_selective_classification/hybrid_selective_acc_98_7": (
-        0.854, "fraction", f"{_HYBRID}, selective accuracy at 98.7 % coverage"),
-    "07_randomized_smoothing/standard_fgm_l2_5_acc": (
-        0.097, "fraction", f"{_REF_LAB}: MNIST-style CNN on MNIST, FGM at L2 radius 5 (ours: Fashion-MNIST)"),
-    "07_randomized_smoothing/standard_fgm_linf_03_acc": (
-        0.027, "fraction", f"{_REF_LAB}: MNIST-style CNN on MNIST, FGM at Linf radius 0.3 (ours: Fashion-MNIST)"),
-    "07_randomized_smoothing/l2_adv_clean_acc": (
-        0.9653, "fraction", f"{_REF_LAB}: the same CNN after L2 adversarial training, clean (MNIST)"),
-    "07_randomized_smoothing/l2_adv_fgm_l2_5_acc": (
-        0.9459, "fraction", f"{_REF_LAB}: the same CNN after L2 adversarial training, FGM at L2 radius 5 (MNIST)"),
-    "07_randomized_smoothing/standard_certified_per_10k": (
-        974, "count of 10,000", f"{_REF_LAB}: standard model, correct and certified by randomized smoothing (Cohen et "
-                                "al., 2019); sigma and n not stated"),
-    "07_randomized_smoothing/l2_adv_certified_per_10k": (
-        1870, "count of 10,000", f"{_REF_LAB}: adversarially trained model, correct and certified"),
-    "07_randomized_smoothing/noise_certified_per_10k": (
-        7684, "count of 10,000", f"{_REF_LAB}: noise-trained model, correct and certified"),
-}
 
 
 def run_dir() -> Path:
@@ -207,8 +148,10 @@ def run_time_section(timings: dict[str, float], conditions: dict[str, dict]) -> 
 
 
 def write_report(directory: str | os.PathLike | None = None, *, profile: str | None = None) -> Path:
-    """Write ``report.md`` in a run directory: the machine, each notebook's run time and conditions
-    (:func:`run_time_section`), every scalar metric with the reference value where one exists."""
+    """Write ``report.md`` in a run directory: the findings beside the published figures with their verdicts
+    (:func:`labutils.course.findings.course_comparisons`), the machine, each notebook's run time and conditions
+    (:func:`run_time_section`), then every scalar metric of each notebook (no published figures there: those
+    are compared, like with like, in the findings)."""
     folder = Path(directory) if directory is not None else run_dir()
     metrics = load_metrics(folder / "metrics")
     machine = machine_info()
@@ -219,18 +162,26 @@ def write_report(directory: str | os.PathLike | None = None, *, profile: str | N
     if machine["cuda"]:
         lines += [f"GPU: {machine['cuda']}", ""]
     lines += [f"Measured: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", ""]
+    try:
+        inputs = run_metrics(folder / "metrics")
+    except FileNotFoundError:
+        inputs = {}
+    if inputs:
+        rows = course_comparisons(inputs, profile)
+        counts = ", ".join(f"{n} {v}" for v, n in verdict_counts(rows).items())
+        lines += ["## Findings beside the published figures", "",
+                  f"Verdicts: {counts}. Each verdict follows a rule and a tolerance stated in `labutils.course.findings`, the same for every run; "
+                  "notebook 10 (`10_reliability_report`) shows each finding with its figure and reads it.", ""]
+        lines += markdown_table(rows) + [""]
     timings = load_timings(folder)
     if timings:
         lines += run_time_section(timings, load_conditions(folder))
+    if metrics:
+        lines += ["## Every metric of the run", ""]
     for notebook, values in metrics.items():
-        lines += [f"## {notebook}", "", "| metric | measured | reference | source of the reference |",
-                  "| --- | --- | --- | --- |"]
-        for key, value in sorted(values.items()):
-            if isinstance(value, (dict, list)):
-                continue
-            ref = REFERENCES.get(f"{notebook}/{key}")
-            ref_cells = (f"{_fmt(ref[0])} ({ref[1]})", ref[2]) if ref else ("", "")
-            lines.append(f"| {key} | {_fmt(value)} | {ref_cells[0]} | {ref_cells[1]} |")
+        lines += [f"### {notebook}", "", "| metric | measured |", "| --- | --- |"]
+        lines += [f"| {key} | {_fmt(value)} |" for key, value in sorted(values.items())
+                  if not isinstance(value, (dict, list))]
         lines.append("")
     path = folder / "report.md"
     path.write_text("\n".join(lines))

@@ -6,10 +6,13 @@
 Each notebook runs with papermill (parameter ``PROFILE`` injected after its
 ``parameters`` cell) into ``runs/<profile>/``: the executed notebook, its
 figures under ``figures/`` and its metrics under ``metrics/``.  Finally
-``runs/<profile>/report.md`` puts every metric next to its published reference
-value, and each notebook's run time with what it ran under: device, precision,
-CPU kernels, and how many of its models it trained or loaded (from this run,
-the cache or handed-out checkpoints; :mod:`labutils.course.conditions`).  A
+``runs/<profile>/report.md`` leads with the course's findings beside the
+published figures and their verdicts (:mod:`labutils.course.findings`), then
+gives each notebook's run time with what it ran under: device, precision, CPU
+kernels, and how many of its models it trained or loaded (from this run, the
+cache or handed-out checkpoints; :mod:`labutils.course.conditions`), and every
+metric.  The last notebook, ``10_reliability_report``, reads the others'
+metrics; when it ran, it is also exported as ``10_reliability_report.html``.  A
 failing notebook is reported with the cell that failed; the others still run,
 and the exit status is non-zero.
 
@@ -39,13 +42,15 @@ from pathlib import Path
 from .. import settings
 from ..runtime import MALLOC_ENV
 from . import timing
+from ..files import atomic_write_text
 from .conditions import ModelLedger, notebook_conditions, save_conditions
 from .profiles import PROFILES, choose_profile, profile_name
 from .paths import NOTEBOOK_DIR, REPO_ROOT
 from .paths import notebook_paths as notebooks  # the runner's name for it: runner.notebooks(["00", "02"])
+from .findings import REPORT_NOTEBOOK
 from .report import write_report
 
-__all__ = ["NotebookFailure", "notebooks", "run_series", "main"]
+__all__ = ["NotebookFailure", "notebooks", "run_series", "export_html", "main"]
 
 
 @dataclass
@@ -250,7 +255,23 @@ def _run_notebooks(profile: str, selection, out_dir: Path, kernel: str, progress
         timing.save_timings(out_dir, timings)
         save_conditions(out_dir, conditions)
     report = write_report(out_dir, profile=profile)
+    executed = out_dir / f"{REPORT_NOTEBOOK}.ipynb"
+    if REPORT_NOTEBOOK in timings:  # the reliability report ran this time: also as one HTML page to hand round
+        try:
+            bar.write(f"report: {report}; findings: {export_html(executed)}")
+        except Exception as exc:  # nbconvert's template or a malformed notebook: the run's results stay reported
+            failures.append(NotebookFailure(executed, executed.with_suffix(".html"), None,
+                                            f"HTML export failed: {type(exc).__name__}: {exc}"))
+            bar.write(f"FAILED {failures[-1]}")
     return report, failures
+
+
+def export_html(executed: Path) -> Path:
+    """Write an executed notebook as a self-contained HTML page beside it (figures embedded); return its path."""
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter(template_name="lab").from_filename(str(executed))
+    return atomic_write_text(body, executed.with_suffix(".html"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,13 +49,14 @@ FILE = "timings.json"  # in a run's folder, beside conditions.json
 # empty cache (five half-width FastNets, 756 s of training: 10.2 vanilla units of 4 epochs on 30,000 images), / 0.81.
 # 09 standard (2026-12-05) 861 s with its three ResNet-8s cached (their training: 114 s), so about 975 s from an empty
 # cache (13 models, 669 + 114 s of training; 65 grid cells of 200 images, 188 s), / 0.81; smoke about 45 s (27 s training).
+# 10 (2026-12-05) trains nothing: about 4 s in every profile (reading the metrics, six figures), kernel start included.
 EXPECTED_SECONDS: dict[str, dict[str, float]] = {
     "smoke": {"00": 44.0, "01": 16.0, "02": 21.0, "03": 42.0, "04": 80.0, "05": 25.0, "06": 60.0, "07": 50.0,
-              "08": 60.0, "09": 60.0},
+              "08": 60.0, "09": 60.0, "10": 5.0},
     "standard": {"00": 712.0, "01": 157.0, "02": 120.0, "03": 629.0, "04": 1186.0, "05": 138.0, "06": 1196.0,
-                 "07": 885.0, "08": 1050.0, "09": 1205.0},
+                 "07": 885.0, "08": 1050.0, "09": 1205.0, "10": 5.0},
     "full": {"00": 600.0, "01": 300.0, "02": 300.0, "03": 900.0, "04": 1800.0, "05": 600.0, "06": 1800.0, "07": 900.0,
-             "08": 1800.0, "09": 1800.0},  # a GPU: rough guesses, no run measured yet
+             "08": 1800.0, "09": 1800.0, "10": 5.0},  # a GPU: rough guesses, no run measured yet
 }
 
 
