@@ -33,6 +33,15 @@ RUN_ALL_TIMEOUT = 900   # s per notebook under the smoke profile (about 2 min ea
 REDRAW_TIMEOUT = 180    # s for the kernel to redraw a widget after a move
 WIDGET_ROOT = ".jp-OutputArea-output:has(.widget-output)"  # the cell output holding an explorer
 CONTROLS = ".widget-slider, .widget-dropdown"               # in the order they appear
+DEAD = ("dead", "unknown", "no kernel", "autorestarting", "restarting")
+# the controls each explorer has (label shown beside each): all must be found, and each is moved once
+EXPECTED_CONTROLS = {
+    "02_fgsm_and_targeted_attacks": ["eps (x/255)", "attack", "target"],
+    "04_adversarial_training": ["eps (x/255)", "attack"],
+    "05_entropy_monitoring": ["threshold (bits)"],
+    "06_hybrid_cnn_and_selective_classification": ["threshold (nats)"],
+    "07_randomized_smoothing": ["sigma ([0, 1] scale)", "image"],
+}
 DISABLED = "c => { const s = c.querySelector('select'); return s ? s.disabled : !!c.querySelector('[disabled]'); }"
 
 
@@ -81,12 +90,18 @@ def lab(browser, tmp_path_factory):
 def _run_all(page, lab, name: str) -> float:
     """Open ``name``, run all its cells and wait until every code cell ran and the kernel is idle; the seconds taken."""
     page.goto(lab.notebook_url(name, workspace=f"ui-{Path(name).stem[:2]}"))
-    ui.poll(page, ui.NOTEBOOK_READY, name, timeout=180, until=bool, what=f"{name} to open with an idle kernel")
+    ready = ui.poll(page, ui.NOTEBOOK_READY, name, timeout=180, until=bool,
+                    what=f"{name} to open with an idle kernel")
+    if isinstance(ready, dict):
+        pytest.fail(f"{name}: JupyterLab showed a dialog instead of the notebook: {ready['dialog']}", pytrace=False)
     start = time.monotonic()
     page.evaluate(ui.RUN_ALL)
     state = ui.poll(page, ui.RUN_STATE, timeout=RUN_ALL_TIMEOUT, interval=2, what=f"run-all of {name}",
-                    until=lambda s: s["errors"] or (s["done"] == s["total"] and s["status"] == "idle"
-                                                    and s["busy_prompts"] == 0))
+                    until=lambda s: s["errors"] or s["status"] in DEAD or (
+                        s["done"] == s["total"] and s["status"] == "idle" and s["busy_prompts"] == 0))
+    if state["status"] in DEAD:
+        pytest.fail(f"{name}: the kernel is {state['status']} after {state['done']} of {state['total']} cells "
+                    f"(out of memory?)", pytrace=False)
     if state["errors"]:
         pytest.fail(f"{name}: a cell raised:\n" + "\n\n".join(
             f"cell {e['cell']}:\n{ui.strip_ansi(e['text'])}" for e in state["errors"]), pytrace=False)
@@ -106,7 +121,7 @@ def _wait_for_redraw(page, root, before: dict, what: str) -> tuple[dict, float]:
     start, deadline, last = time.monotonic(), time.monotonic() + REDRAW_TIMEOUT, None
     while True:
         now = _output(root)
-        if now != before and (now["images"] or now["text"]) and now == last:
+        if now != before and (now["images"] or now["stderr"]) and now == last:
             break
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: the widget's output did not change within {REDRAW_TIMEOUT} s; "
@@ -114,28 +129,28 @@ def _wait_for_redraw(page, root, before: dict, what: str) -> tuple[dict, float]:
         last = now
         page.wait_for_timeout(500)
     assert not now["stderr"], f"{what}: the widget redrew an error: {now['stderr']}"
+    assert now["images"], f"{what}: the widget redrew without its figure: {now['text']!r}"  # every explorer draws one
     return now, time.monotonic() - start
 
 
 def _move(control, kind: str) -> tuple[str, str, str]:
-    """Move one control: ``(how, value before, value after)``."""
+    """Move one control: ``(how, value before, value after)``, both values read from the page."""
     if kind == "slider":
         handle, readout = control.locator(".noUi-handle"), control.locator(".widget-readout")
         before = readout.inner_text().strip()
-        at_max = float(handle.get_attribute("aria-valuenow")) >= float(handle.get_attribute("aria-valuemax"))
-        key = "ArrowLeft" if at_max else "ArrowRight"
         handle.focus()
-        handle.press(key)
-        for _ in range(40):  # the readout follows the handle at once
-            if readout.inner_text().strip() != before:
-                break
-            control.page.wait_for_timeout(250)
-        return f"key {key} on the slider handle", before, readout.inner_text().strip()
+        for key in ("ArrowRight", "ArrowLeft"):  # left only where the handle already sits at its maximum
+            handle.press(key)
+            for _ in range(20):  # the readout follows the handle at once
+                if readout.inner_text().strip() != before:
+                    return f"key {key} on the slider handle", before, readout.inner_text().strip()
+                control.page.wait_for_timeout(250)
+        return "keys ArrowRight and ArrowLeft on the slider handle", before, readout.inner_text().strip()
     select = control.locator("select")
-    options = [" ".join(o.split()) for o in select.locator("option").all_inner_texts()]  # ipywidgets writes \xa0
-    index = select.evaluate("s => s.selectedIndex")
-    select.select_option(index=(index + 1) % len(options))
-    return "select_option", options[index], options[(index + 1) % len(options)]
+    shown = "s => s.options[s.selectedIndex].text.split(/\\s+/).join(' ').trim()"  # ipywidgets writes \xa0
+    before, count = select.evaluate(shown), select.evaluate("s => s.options.length")
+    select.select_option(index=(select.evaluate("s => s.selectedIndex") + 1) % count)
+    return "select_option", before, select.evaluate(shown)
 
 
 def _slug(text: str) -> str:
@@ -185,18 +200,23 @@ def test_widgets_redraw_in_jupyterlab(stem, browser, lab):
         ui.poll(page, "(sel) => [...document.querySelectorAll(sel)].filter(r => r.querySelector("
                       "'.widget-output img')).length", WIDGET_ROOT, timeout=120, until=bool,
                 what=f"an explorer with a drawn figure in {name}")
-        records = []
-        for k, root in enumerate(roots.all()):
-            records += [dict(r, widget=k) for r in _exercise_widget(page, root, stem, folder)]
+        assert roots.count() == 1, f"{name}: {roots.count()} explorers on the page, expected one"
+        records = _exercise_widget(page, roots.first, stem, folder)
+        assert sorted(r["label"] for r in records) == sorted(EXPECTED_CONTROLS[stem]), \
+            f"{name}: moved {[r['label'] for r in records]}, expected {EXPECTED_CONTROLS[stem]}"
     except BaseException:
         try:
             page.screenshot(path=str(folder / f"{stem}_failure.png"), full_page=True)
         except Exception as exc:  # the page itself broke: keep the original failure
             print(f"no failure screenshot: {exc}")
+        shutil.copy2(lab.log, folder / f"{stem}_jupyterlab.log")  # the server's side of the failure
         raise
     finally:
         page.close()
-        lab.shutdown_kernels()
+        try:
+            lab.shutdown_kernels()
+        except OSError as exc:  # a dead server must not hide the test's own failure
+            print(f"could not shut the kernels down: {exc}")
     report = {"notebook": name, "run_all_s": round(run_all_s, 1), "total_s": round(time.monotonic() - start, 1),
               "controls": records}
     (folder / f"{stem}.json").write_text(json.dumps(report, indent=1))

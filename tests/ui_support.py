@@ -37,6 +37,10 @@ def find_chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+# requests to the local server never go through $http_proxy (urllib does not skip 127.0.0.1 by itself)
+_LOCAL = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -56,7 +60,7 @@ class LabServer:
     def api(self, method: str, path: str, timeout: float = 30):
         request = urllib.request.Request(self.url + path, method=method,
                                          headers={"Authorization": f"token {self.token}"})
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with _LOCAL.open(request, timeout=timeout) as response:
             body = response.read()
         return json.loads(body) if body else None
 
@@ -152,14 +156,16 @@ def poll(page, script: str, arg=None, *, timeout: float, until, what: str, inter
 
 
 # --------------------------------------------------------------------------- JavaScript run in the page
-# true once the notebook `path` is open, its kernel started and idle, and run-all is available
-NOTEBOOK_READY = """async (path) => {
+# true once the notebook `path` is open, its kernel started and idle, and run-all is available; never waits (a
+# kernel that fails to start must not hang the test): a dialog JupyterLab shows instead is returned as its text
+NOTEBOOK_READY = """(path) => {
+  const dialog = document.querySelector('.jp-Dialog');
+  if (dialog) return {dialog: dialog.innerText};
   const app = window.jupyterapp;
   if (!app) return false;
-  await app.started; await app.restored;
   const panel = app.shell.currentWidget;
   if (!panel || !panel.context || panel.context.path !== path) return false;
-  await panel.context.ready; await panel.sessionContext.ready;
+  if (!panel.context.isReady || !panel.sessionContext.isReady) return false;
   const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
   return !!kernel && kernel.status === 'idle' && app.commands.isEnabled('notebook:run-all-cells');
 }"""
@@ -173,7 +179,7 @@ RUN_STATE = """() => {
   const state = {total: 0, done: 0, pending: [], errors: [], busy_prompts: 0};
   for (let i = 0; i < cells.length; i++) {
     const cell = cells.get(i);
-    if (cell.type !== 'code') continue;
+    if (cell.type !== 'code' || !cell.sharedModel.getSource().trim()) continue;  // an empty cell never runs
     state.total++;
     if (cell.executionCount !== null) state.done++; else state.pending.push(i);
     for (let j = 0; j < cell.outputs.length; j++) {
