@@ -275,6 +275,7 @@ def test_notebook_10_prose_quotes_the_shipped_standard_run():
         (n9["cost"]["resnet20-standard"]["expected_steps"], "to {:.2f} while"), (q[steps], "(a ratio of {:.2f})"),
         (aic["lognormal"] - aic["loglogistic"], "AIC ({:.1f} below the log-normal"),
         (aic["weibull"] - aic["loglogistic"], "{:.1f} below the Weibull"),
+        (100 * (m["08_entprop"]["mixup_hscore"] - m["08_entprop"]["vanilla_hscore"]), "lost {:.2f} points"),
     ]
     for value, form in quoted:
         assert form.format(value) in prose, (form, value)

@@ -21,7 +21,7 @@ from ..files import atomic_write_text
 from .claims import run_context
 from .conditions import KEYS as _CONDITION_KEYS
 from .conditions import load_conditions
-from .findings import REFERENCES, course_comparisons, markdown_table, run_metrics, verdict_counts
+from .findings import REFERENCES, REPORT_NOTEBOOK, course_comparisons, markdown_table, verdict_counts
 from .paths import REPO_ROOT
 from .timing import load_timings
 
@@ -162,16 +162,14 @@ def write_report(directory: str | os.PathLike | None = None, *, profile: str | N
     if machine["cuda"]:
         lines += [f"GPU: {machine['cuda']}", ""]
     lines += [f"Measured: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", ""]
-    try:
-        inputs = run_metrics(folder / "metrics")
-    except FileNotFoundError:
-        inputs = {}
+    inputs = {nb: values for nb, values in metrics.items() if nb != REPORT_NOTEBOOK}  # what notebook 10 reads
     if inputs:
         rows = course_comparisons(inputs, profile)
         counts = ", ".join(f"{n} {v}" for v, n in verdict_counts(rows).items())
         lines += ["## Findings beside the published figures", "",
-                  f"Verdicts: {counts}. Each verdict follows a rule and a tolerance stated in `labutils.course.findings`, the same for every run; "
-                  "notebook 10 (`10_reliability_report`) shows each finding with its figure and reads it.", ""]
+                  f"Verdicts: {counts}. Each verdict follows a rule and a tolerance stated in "
+                  "`labutils.course.findings`, the same for every run; notebook 10 (`10_reliability_report`) shows "
+                  "each finding with its figure and reads it.", ""]
         lines += markdown_table(rows) + [""]
     timings = load_timings(folder)
     if timings:

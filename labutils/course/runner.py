@@ -40,14 +40,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import settings
+from ..files import atomic_write_text
 from ..runtime import MALLOC_ENV
 from . import timing
-from ..files import atomic_write_text
 from .conditions import ModelLedger, notebook_conditions, save_conditions
-from .profiles import PROFILES, choose_profile, profile_name
+from .findings import REPORT_NOTEBOOK
 from .paths import NOTEBOOK_DIR, REPO_ROOT
 from .paths import notebook_paths as notebooks  # the runner's name for it: runner.notebooks(["00", "02"])
-from .findings import REPORT_NOTEBOOK
+from .profiles import PROFILES, choose_profile, profile_name
 from .report import write_report
 
 __all__ = ["NotebookFailure", "notebooks", "run_series", "export_html", "main"]
